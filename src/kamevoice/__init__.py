@@ -1,0 +1,16 @@
+"""kamevoice: KAME "speak while thinking" voice assistants.
+
+A full-duplex speech front-end (Kyutai's Moshi with a fourth, *oracle*, input
+stream) answers at once, while a back-end (streaming STT + any text LLM) keeps
+streaming better candidate answers into it.
+"""
+
+import os as _os
+
+# OpenMP spin-waiting makes the small per-frame torch steps 3-20x slower on
+# 2-vCPU machines (see COMPONENTS.md). It must be set before torch loads
+# libgomp, so it is set here, at the package's first import; a user's own
+# setting wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+__version__ = "0.1.0"

@@ -1,0 +1,112 @@
+"""Typed settings: defaults < settings file < environment (`KAMEVOICE_*`) < command-line flags.
+
+The file is TOML or YAML, named by `--config FILE` or `KAMEVOICE_CONFIG`.
+Nested fields use `__` in environment names, e.g.
+`KAMEVOICE_FRONTEND__CHECKPOINT=SakanaAI/kame` or `KAMEVOICE_SERVER__PORT=8998`.
+
+Each part of the system owns a section (a pydantic model); this module only
+composes them, so adding a provider never touches anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from kamevoice.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every settings section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FrontendSettings(Section):
+    """Which front-end model to run, where, and how it samples."""
+
+    checkpoint: str | None = Field(
+        None, description="hub repo id (SakanaAI/kame, kyutai/moshiko-pytorch-bf16) or local directory"
+    )
+    device: str = Field("auto", description="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    temperature: float = Field(0.8, ge=0.0, description="audio sampling temperature (0 = greedy)")
+    top_k: int = Field(250, ge=0)
+    text_temperature: float = Field(0.7, ge=0.0)
+    text_top_k: int = Field(25, ge=0)
+    seed: int = 42
+
+
+class ServerSettings(Section):
+    """Network front door."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8998, ge=0, le=65535)
+    max_sessions: int = Field(4, ge=1)
+
+
+class Settings(BaseSettings):
+    """All of kamevoice's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KAMEVOICE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    frontend: FrontendSettings = FrontendSettings()
+    server: ServerSettings = ServerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier sources win: flags (init) > environment > file.
+        return (init_settings, env_settings, _FileSource(settings_cls))
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Reads the TOML/YAML file named by KAMEVOICE_CONFIG."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("KAMEVOICE_CONFIG")
+        return read_settings_file(Path(path)) if path else {}
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """Parse a TOML or YAML settings file into a dict; errors name the file."""
+    if not path.is_file():
+        raise ConfigError(f"settings file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"settings file {path} is not valid {path.suffix.lstrip('.').upper()}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"settings file {path} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from file, environment and explicit overrides (e.g. CLI flags)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

@@ -1,0 +1,59 @@
+"""The session event log: every stage stamps what it did, in seconds since the session start.
+
+Events are plain dicts `{"t": seconds, "kind": str, ...fields}`. The log keeps
+them in memory (for latency computation), writes them as JSONL when given a
+path, and forwards them to subscribers (the WebSocket client, metrics).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from kamevoice.clock import Clock, WallClock
+
+Event = dict[str, Any]
+
+
+class EventLog:
+    """Append-only log of one session's events."""
+
+    def __init__(self, clock: Clock | None = None, path: str | Path | None = None, keep: bool = True):
+        self.clock = clock or WallClock()
+        self.events: list[Event] = []
+        self._keep = keep
+        self._file: IO[str] | None = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
+        self._subscribers: list[Callable[[Event], None]] = []
+
+    def subscribe(self, callback: Callable[[Event], None]) -> None:
+        """Call `callback(event)` for every event emitted from now on."""
+        self._subscribers.append(callback)
+
+    def emit(self, kind: str, t: float | None = None, **fields: Any) -> Event:
+        """Record an event stamped `t` (default: the clock's now) and return it."""
+        event: Event = {"t": round(self.clock.now() if t is None else t, 6), "kind": kind, **fields}
+        if self._keep:
+            self.events.append(event)
+        if self._file is not None:
+            self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
+            self._file.flush()
+        for callback in self._subscribers:
+            callback(event)
+        return event
+
+    def of_kind(self, kind: str) -> list[Event]:
+        """The kept events of one kind, in order."""
+        return [e for e in self.events if e["kind"] == kind]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_events(path: str | Path) -> list[Event]:
+    """Read a JSONL event log back."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
