@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ import kamevoice
 COMMAND_MODULES: tuple[str, ...] = (
     "kamevoice.frontend.commands",
     "kamevoice.bench.commands",
+    "kamevoice.data.commands",
 )
 
 
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="settings file (TOML or YAML); env KAMEVOICE_CONFIG")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is None:
+            continue  # an optional part that is not installed in this checkout
         importlib.import_module(name).register(sub)
     return parser
 

@@ -1,0 +1,93 @@
+"""`kamevoice bench ...`: benchmarks that print figures (speed and memory targets live here, not in tests)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kamevoice.cli import add_group
+
+# 7B weights need ~15 GB in bf16: on a CPU machine (24 GB, no GPU) the run would swap, not measure.
+SEVEN_B_NEEDS_GPU = "skipped: the 7B shape needs a GPU (about 15 GB of bf16 weights)"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = add_group(sub, "bench", "benchmarks that print figures")
+    p = group.add_parser(
+        "frontend",
+        help="per-step time of the batched generator and streaming Mimi frame time",
+        description="Per-step time (median, p99) of the batched streaming generator for model presets "
+        "at several batch sizes, and the streaming Mimi frame time. Random weights.",
+    )
+    p.add_argument("--presets", default="small,moshi-7b", help="comma-separated presets (small, moshi-7b, fixture)")
+    p.add_argument("--batch", default="1,4,16", help="comma-separated batch sizes")
+    p.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16")
+    p.add_argument("--no-codec", action="store_true", help="skip the Mimi frame benchmark")
+    p.add_argument("--json", metavar="FILE", nargs="?", const="-", help="write JSON (to FILE or stdout)")
+    p.set_defaults(handler=run_frontend)
+
+
+def run_frontend(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from kamevoice.bench.frontend import as_rows, bench_codec, bench_generator
+    from kamevoice.frontend.presets import preset
+    from kamevoice.runtime import resolve_device, resolve_dtype
+
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    for name in presets:
+        preset(name)  # unknown names fail before any work
+    batches = [int(b) for b in args.batch.split(",")]
+    console = Console(stderr=True)
+    results, skipped = [], {}
+    total = sum(len(batches) for p in presets) * (args.steps + 3) + (0 if args.no_codec else 2 * (args.steps + 3))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("benchmarking", total=total)
+        advance = lambda: progress.advance(task)  # noqa: E731
+        for name in presets:
+            if name == "moshi-7b" and device.type != "cuda":
+                skipped[name] = SEVEN_B_NEEDS_GPU
+                progress.advance(task, len(batches) * (args.steps + 3))
+                continue
+            progress.update(task, description=f"{name} on {device}")
+            results += bench_generator(name, batches, args.steps, device, dtype, progress=advance)
+        if not args.no_codec:
+            for reduced in (False, True):
+                progress.update(task, description=f"mimi{'-reduced' if reduced else ''} on {device}")
+                results.append(bench_codec(reduced, args.steps, device, progress=advance))
+
+    table = Table(title=f"kamevoice bench frontend ({device}, {torch.__version__})")
+    for col in ("model", "batch", "params (M)", "dtype", "median ms", "p99 ms", "x real time"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for r in results:
+        table.add_row(
+            r.name, str(r.batch), f"{r.params_m}", r.dtype.removeprefix("torch."),
+            f"{r.median_ms:.1f}", f"{r.p99_ms:.1f}", f"{r.realtime_factor:.2f}",
+        )
+    Console().print(table)
+    for name, why in skipped.items():
+        Console().print(f"{name}: {why}")
+    if args.json:
+        payload = {
+            "device": str(device),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "frame_budget_ms": 80.0,
+            "results": as_rows(results),
+            "skipped": skipped,
+        }
+        text = json.dumps(payload, indent=2)
+        if args.json == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            with open(args.json, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+    return 0

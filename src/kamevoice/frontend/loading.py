@@ -1,0 +1,65 @@
+"""Load a whole front-end (LM, tokenizer, codec) from a checkpoint in the published layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import sentencepiece
+import torch
+
+from kamevoice.errors import CheckpointError
+from kamevoice.frontend.checkpoint import CheckpointFiles, load_lm, resolve_checkpoint
+from kamevoice.frontend.codec import AudioCodec, MimiCodec
+from kamevoice.frontend.model import KameLM
+from kamevoice.runtime import resolve_device, resolve_dtype
+
+
+@dataclass
+class Frontend:
+    """A loaded front-end: the LM, its text tokenizer, its codec (if loaded) and where they came from."""
+
+    model: KameLM
+    tokenizer: sentencepiece.SentencePieceProcessor
+    codec: AudioCodec | None
+    files: CheckpointFiles
+
+
+def load_tokenizer(path: str | Path) -> sentencepiece.SentencePieceProcessor:
+    """A SentencePiece model; an unreadable file gives an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"tokenizer {path}: file is missing")
+    processor = sentencepiece.SentencePieceProcessor()
+    try:
+        processor.Load(str(path))
+    except (OSError, RuntimeError) as exc:
+        raise CheckpointError(f"tokenizer {path}: not a SentencePiece model ({exc})") from exc
+    return processor
+
+
+def load_frontend(
+    source: str | Path,
+    device: str = "auto",
+    dtype: str = "auto",
+    load_codec: bool = True,
+    revision: str | None = None,
+) -> Frontend:
+    """Resolve, check and load a checkpoint (local directory or hub repo id)."""
+    files = resolve_checkpoint(source, revision=revision)
+    torch_device = resolve_device(device)
+    model = load_lm(files, device=torch_device, dtype=resolve_dtype(dtype, torch_device))
+    tokenizer = load_tokenizer(files.tokenizer)
+    if tokenizer.vocab_size() > model.text_card:
+        raise CheckpointError(
+            f"tokenizer {files.tokenizer}: {tokenizer.vocab_size()} pieces, more than the LM's "
+            f"text_card {model.text_card}"
+        )
+    codec = None
+    if load_codec:
+        if files.codec_weights is None:
+            raise CheckpointError(f"checkpoint {files.source}: no codec weights (config.json 'mimi_name')")
+        codec = MimiCodec.load(
+            files.codec_weights, num_codebooks=max(model.dep_q, model.n_q - model.dep_q), device=torch_device
+        )
+    return Frontend(model, tokenizer, codec, files)

@@ -1,0 +1,39 @@
+"""Small random-weight models for front-end tests."""
+
+from __future__ import annotations
+
+import torch
+
+from kamevoice.frontend.checkpoint import build_lm
+
+# Moshi's structure in miniature: 1 text + 2 model audio + 2 user audio streams, acoustic delay 1.
+SMALL_TEST_LM = {
+    "delays": [0, 0, 1, 0, 1],
+    "n_q": 4,
+    "dep_q": 2,
+    "card": 32,
+    "text_card": 160,
+    "dim": 32,
+    "num_heads": 2,
+    "num_layers": 2,
+    "hidden_scale": 2,
+    "context": 64,
+    "positional_embedding": "rope",
+    "norm": "rms_norm_f32",
+    "gating": "silu",
+    "depformer_dim": 16,
+    "depformer_num_heads": 1,
+    "depformer_num_layers": 1,
+    "depformer_multi_linear": True,
+    "depformer_weights_per_step": True,
+    "depformer_pos_emb": "none",
+}
+
+
+def small_lm(seed: int = 0):
+    torch.manual_seed(seed)
+    model = build_lm(dict(SMALL_TEST_LM))
+    # Distinct oracle weights, so a bug that reads text_emb instead of oracle_emb shows.
+    with torch.no_grad():
+        model.oracle_emb.weight.normal_(0, 1.0)
+    return model.eval()
