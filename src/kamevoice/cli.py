@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kamevoice.frontend.commands",
     "kamevoice.bench.commands",
     "kamevoice.data.commands",
+    "kamevoice.backend.commands",
 )
 
 
@@ -29,6 +30,13 @@ def add_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse
     group = sub.add_parser(name, help=help, description=help)
     group.set_defaults(group_parser=group)
     return group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package is absent
+        return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="settings file (TOML or YAML); env KAMEVOICE_CONFIG")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:
-            continue  # an optional part that is not installed in this checkout
+        if not _module_exists(name):
+            continue  # an optional part that is not present in this checkout
         importlib.import_module(name).register(sub)
     return parser
 

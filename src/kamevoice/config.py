@@ -93,7 +93,9 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"settings file {path} is not valid {path.suffix.lstrip('.').upper()}: {exc}") from exc
+        raise ConfigError(
+            f"settings file {path} is not valid {path.suffix.lstrip('.').upper()}: {exc}"
+        ) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -106,7 +108,5 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from exc

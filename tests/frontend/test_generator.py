@@ -141,8 +141,12 @@ def test_three_slots_started_at_different_frames_equal_independent_runs(model):
             step = gen.step(codes)
             for slot in handles:
                 together[slot].append(
-                    (int(step.text[slot]), int(step.oracle[slot]), step.frame_tokens[slot].clone(),
-                     step.text_logits[slot].clone())
+                    (
+                        int(step.text[slot]),
+                        int(step.oracle[slot]),
+                        step.frame_tokens[slot].clone(),
+                        step.text_logits[slot].clone(),
+                    )
                 )
             for slot in starts:
                 if slot not in handles:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from kamevoice.oracle.pieces import IncrementalTokenizer
@@ -17,9 +18,13 @@ TEXTS = [
 
 
 def _chunks(text: str, rng: random.Random) -> list[str]:
-    cuts = sorted(rng.sample(range(1, len(text)), k=min(len(text) - 1, rng.randint(0, 12)))) if len(text) > 1 else []
+    cuts = (
+        sorted(rng.sample(range(1, len(text)), k=min(len(text) - 1, rng.randint(0, 12))))
+        if len(text) > 1
+        else []
+    )
     bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def test_any_chunking_gives_the_whole_text_tokenisation(spm):

@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Per-step time (median, p99) of the batched streaming generator for model presets "
         "at several batch sizes, and the streaming Mimi frame time. Random weights.",
     )
-    p.add_argument("--presets", default="small,moshi-7b", help="comma-separated presets (small, moshi-7b, fixture)")
+    p.add_argument(
+        "--presets", default="small,moshi-7b", help="comma-separated presets (small, moshi-7b, fixture)"
+    )
     p.add_argument("--batch", default="1,4,16", help="comma-separated batch sizes")
     p.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
@@ -48,7 +50,9 @@ def run_frontend(args: argparse.Namespace) -> int:
     batches = [int(b) for b in args.batch.split(",")]
     console = Console(stderr=True)
     results, skipped = [], {}
-    total = sum(len(batches) for p in presets) * (args.steps + 3) + (0 if args.no_codec else 2 * (args.steps + 3))
+    total = sum(len(batches) for p in presets) * (args.steps + 3) + (
+        0 if args.no_codec else 2 * (args.steps + 3)
+    )
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("benchmarking", total=total)
         advance = lambda: progress.advance(task)  # noqa: E731
@@ -69,8 +73,13 @@ def run_frontend(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right" if col != "model" else "left")
     for r in results:
         table.add_row(
-            r.name, str(r.batch), f"{r.params_m}", r.dtype.removeprefix("torch."),
-            f"{r.median_ms:.1f}", f"{r.p99_ms:.1f}", f"{r.realtime_factor:.2f}",
+            r.name,
+            str(r.batch),
+            f"{r.params_m}",
+            r.dtype.removeprefix("torch."),
+            f"{r.median_ms:.1f}",
+            f"{r.p99_ms:.1f}",
+            f"{r.realtime_factor:.2f}",
         )
     Console().print(table)
     for name, why in skipped.items():

@@ -63,7 +63,12 @@ def _sync(device: torch.device) -> None:
 
 
 def bench_generator(
-    preset_name: str, batch_sizes: list[int], steps: int, device: torch.device, dtype: torch.dtype, progress=None
+    preset_name: str,
+    batch_sizes: list[int],
+    steps: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    progress=None,
 ) -> list[StepTiming]:
     """Time `BatchedGenerator.step` with every slot active, for each batch size."""
     from kamevoice.frontend.checkpoint import build_lm
@@ -81,7 +86,7 @@ def bench_generator(
             handles = [generator.start() for _ in range(batch)]
             for i, h in enumerate(handles):  # an oracle in flight, as in real use
                 generator.begin_oracle(h)
-                generator.feed_oracle(h, [100 + i, 200, 300])
+                generator.feed_oracle(h, [(100 + i + k) % model.text_card for k in range(3)])
             user = torch.randint(0, model.card, (batch, generator.n_user), device=device)
             for step in range(WARMUP_STEPS + steps):
                 _sync(device)
@@ -93,7 +98,9 @@ def bench_generator(
                 if progress is not None:
                     progress()
         results.append(
-            _timing(preset_name, batch, samples, params_m=round(params, 1), device=str(device), dtype=str(dtype))
+            _timing(
+                preset_name, batch, samples, params_m=round(params, 1), device=str(device), dtype=str(dtype)
+            )
         )
         del generator
         gc.collect()

@@ -60,10 +60,7 @@ def valid_lm_keys() -> frozenset[str]:
     """Every key config.json may hold for the LM (Moshi's names, depformer_ variants included)."""
     transformer = _transformer_argument_names()
     return (
-        lm_argument_names()
-        | transformer
-        | {f"depformer_{k}" for k in transformer}
-        | set(_LOADER_KEYS)
+        lm_argument_names() | transformer | {f"depformer_{k}" for k in transformer} | set(_LOADER_KEYS)
     ) - {"device", "dtype", "condition_provider", "fuser"}
 
 
@@ -241,7 +238,8 @@ def load_weights(
         )
     if result.unexpected_keys:
         raise CheckpointError(
-            f"{where}: {len(result.unexpected_keys)} unexpected tensor(s), e.g. '{result.unexpected_keys[0]}' "
+            f"{where}: {len(result.unexpected_keys)} unexpected tensor(s), "
+            f"e.g. '{result.unexpected_keys[0]}' "
             "(a checkpoint of another architecture?)"
         )
     leftover = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if p.is_meta]

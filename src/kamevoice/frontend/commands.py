@@ -43,8 +43,10 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"tokenizer    {files.tokenizer} ({frontend.tokenizer.vocab_size()} pieces)")
     print(f"codec        {files.codec_weights or '-'}")
     print(f"parameters   {params / 1e6:.1f} M ({model.dtype})")
-    print(f"shape        dim {model.dim}, layers {len(model.transformer.layers)}, n_q {model.n_q}, "
-          f"dep_q {model.dep_q}, card {model.card}, text_card {model.text_card}")
+    print(
+        f"shape        dim {model.dim}, layers {len(model.transformer.layers)}, n_q {model.n_q}, "
+        f"dep_q {model.dep_q}, card {model.card}, text_card {model.text_card}"
+    )
     print(f"delays       {model.delays}")
     print(f"generation   {files.lm_gen_config or 'defaults'}")
     return 0

@@ -205,8 +205,10 @@ class BatchedGenerator:
             raise InputError(f"user_codes: expected shape {expected}, got {tuple(user_codes.shape)}")
         user_codes = user_codes.to(self._device, torch.long)
         active = [s.active for s in self._slots]
-        if any(active) and (
-            int(user_codes[active].min()) < 0 or int(user_codes[active].max()) >= self.model.card
+        if (
+            any(active)
+            and user_codes.numel()
+            and (int(user_codes[active].min()) < 0 or int(user_codes[active].max()) >= self.model.card)
         ):
             raise InputError(f"user_codes: audio token ids must lie in [0, {self.model.card})")
 

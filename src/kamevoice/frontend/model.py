@@ -125,7 +125,9 @@ class KameLM(LMModel):
         oracle_sum = self.oracle_condition(oracle_inputs)  # [B, T, dim]
         return self._forward_with_sum(codes, condition_tensors, oracle_sum)
 
-    def _forward_with_sum(self, codes: torch.Tensor, condition_tensors: Any, extra_sum: torch.Tensor) -> LMOutput:
+    def _forward_with_sum(
+        self, codes: torch.Tensor, condition_tensors: Any, extra_sum: torch.Tensor
+    ) -> LMOutput:
         """Moshi's forward pass with `extra_sum` added into `forward_text`'s sum condition."""
         original = self.forward_text
 

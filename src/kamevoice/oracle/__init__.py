@@ -3,4 +3,11 @@
 from kamevoice.oracle.pieces import IncrementalTokenizer
 from kamevoice.oracle.timeline import OracleEvent, OracleIds, OracleTimeline, TimelineStats, layout_oracle
 
-__all__ = ["IncrementalTokenizer", "OracleEvent", "OracleIds", "OracleTimeline", "TimelineStats", "layout_oracle"]
+__all__ = [
+    "IncrementalTokenizer",
+    "OracleEvent",
+    "OracleIds",
+    "OracleTimeline",
+    "TimelineStats",
+    "layout_oracle",
+]
