@@ -197,3 +197,30 @@ def test_forward_rejects_bad_shapes_and_ids():
 def test_build_lm_rejects_nonsense():
     with pytest.raises(ConfigError, match="rejected by moshi"):
         build_lm(dict(SMALL_TEST_LM, delays=[0, 1]))
+
+
+def test_codec_weights_and_config_in_the_layout(tmp_path, spm_path):
+    """A checkpoint with Mimi weights and a mimi_config.json loads a codec with exactly those weights."""
+    from kamevoice.frontend.codec import MimiCodec, mimi_config
+
+    torch.manual_seed(5)
+    codec = MimiCodec.load(None, num_codebooks=2, reduced=True)
+    weights = tmp_path / "mimi_test.safetensors"
+    save_file({k: v.contiguous() for k, v in codec.model.state_dict().items()}, str(weights))
+    out = save_checkpoint(
+        tmp_path / "ckpt",
+        small_lm(),
+        dict(SMALL_TEST_LM),
+        tokenizer=spm_path,
+        codec_weights=weights,
+        codec_config=mimi_config(reduced=True),
+    )
+    frontend = load_frontend(out, device="cpu", load_codec=True)
+    assert frontend.codec.num_codebooks == 2 and frontend.codec.frame_size == 1920
+    pcm = 0.1 * torch.randn(1, 1, 1920 * 3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(frontend.codec.encode(pcm), codec.encode(pcm))
+
+    data = (out / weights.name).read_bytes()
+    (out / weights.name).write_bytes(data[:1000])
+    with pytest.raises(CheckpointError, match=r"codec weights .*mimi_test\.safetensors: cannot load as Mimi"):
+        load_frontend(out, device="cpu", load_codec=True)

@@ -73,6 +73,7 @@ class CheckpointFiles:
     tokenizer: Path
     codec_weights: Path | None
     lm_kwargs: dict[str, Any]
+    codec_config: dict[str, Any] | None = None  # Mimi's config (`mimi_config_name`), None: moshi's default
     lm_gen_config: dict[str, Any] = field(default_factory=dict)
     model_type: str = "moshi"
     extra: dict[str, Any] = field(default_factory=dict)  # our own `kamevoice` section (codec kind, ...)
@@ -130,12 +131,20 @@ def resolve_checkpoint(source: str | Path, revision: str | None = None) -> Check
     tokenizer = fetch(meta.get("tokenizer_name", loaders.TEXT_TOKENIZER_NAME))
     codec_name = meta.get("mimi_name", loaders.MIMI_NAME)
     codec_weights = fetch(codec_name, required=False) if codec_name else None
+    codec_config = None
+    if meta.get("mimi_config_name"):
+        config_file = fetch(meta["mimi_config_name"])
+        try:
+            codec_config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{config_file}: not valid JSON ({exc})") from exc
     return CheckpointFiles(
         source=str(source),
         lm_weights=lm_weights,
         tokenizer=tokenizer,
         codec_weights=codec_weights,
         lm_kwargs=lm_kwargs,
+        codec_config=codec_config,
         lm_gen_config=dict(meta.get("lm_gen_config", {})),
         model_type=meta.get("model_type", "moshi"),
         extra=dict(meta.get("kamevoice", {})),
@@ -253,6 +262,7 @@ def save_checkpoint(
     lm_kwargs: dict[str, Any],
     tokenizer: str | Path,
     codec_weights: str | Path | None = None,
+    codec_config: dict[str, Any] | None = None,
     lm_gen_config: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     weights_name: str = "model.safetensors",
@@ -281,6 +291,9 @@ def save_checkpoint(
         config["mimi_name"] = codec.name
     else:
         config["mimi_name"] = ""
+    if codec_config is not None:
+        (out / "mimi_config.json").write_text(json.dumps(codec_config, indent=2) + "\n", encoding="utf-8")
+        config["mimi_config_name"] = "mimi_config.json"
     if lm_gen_config:
         config["lm_gen_config"] = dict(lm_gen_config)
     if extra:

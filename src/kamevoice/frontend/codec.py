@@ -84,13 +84,16 @@ class MimiCodec:
         num_codebooks: int = 8,
         device: str | torch.device = "cpu",
         reduced: bool = False,
+        config: dict | None = None,
     ) -> MimiCodec:
-        """Mimi with weights from a safetensors file, or random weights when `weights` is None."""
-        config = mimi_config(reduced)
+        """Mimi with weights from a safetensors file (None: random), with moshi's or the given config."""
+        config = config if config is not None else mimi_config(reduced)
         try:
             model = loaders.get_mimi(weights, config, device=device, num_codebooks=num_codebooks)
         except FileNotFoundError as exc:
             raise CheckpointError(f"codec weights {weights}: file is missing") from exc
+        except KeyError as exc:
+            raise CheckpointError(f"codec config: missing key {exc}") from exc
         except Exception as exc:
             if weights is None:
                 raise

@@ -59,6 +59,9 @@ def load_frontend(
         if files.codec_weights is None:
             raise CheckpointError(f"checkpoint {files.source}: no codec weights (config.json 'mimi_name')")
         codec = MimiCodec.load(
-            files.codec_weights, num_codebooks=max(model.dep_q, model.n_q - model.dep_q), device=torch_device
+            files.codec_weights,
+            num_codebooks=max(model.dep_q, model.n_q - model.dep_q),
+            device=torch_device,
+            config=files.codec_config,
         )
     return Frontend(model, tokenizer, codec, files)
