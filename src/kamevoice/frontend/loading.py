@@ -54,14 +54,15 @@ def load_frontend(
             f"tokenizer {files.tokenizer}: {tokenizer.vocab_size()} pieces, more than the LM's "
             f"text_card {model.text_card}"
         )
-    codec = None
-    if load_codec:
-        if files.codec_weights is None:
-            raise CheckpointError(f"checkpoint {files.source}: no codec weights (config.json 'mimi_name')")
-        codec = MimiCodec.load(
-            files.codec_weights,
-            num_codebooks=max(model.dep_q, model.n_q - model.dep_q),
-            device=torch_device,
-            config=files.codec_config,
-        )
+    codec = load_codec(files, device=torch_device) if load_codec else None
     return Frontend(model, tokenizer, codec, files)
+
+
+def load_codec(files: CheckpointFiles, device: str | torch.device = "cpu") -> AudioCodec:
+    """The codec a checkpoint names, with as many codebooks as its LM models per speaker."""
+    if files.codec_weights is None:
+        raise CheckpointError(f"checkpoint {files.source}: no codec weights (config.json 'mimi_name')")
+    n_q, dep_q = files.lm_kwargs["n_q"], files.lm_kwargs["dep_q"]
+    return MimiCodec.load(
+        files.codec_weights, num_codebooks=max(dep_q, n_q - dep_q), device=device, config=files.codec_config
+    )

@@ -1,0 +1,188 @@
+"""Frame alignment, oracle tokenisation of the published samples, augmentation, and shards end to end."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from kamevoice.data.align import align_text, tokenize_oracles
+from kamevoice.data.augment import NO_AUGMENT, AugmentOptions, augment_oracles
+from kamevoice.data.formats import Word, read_oracle_events, read_words, write_stereo_wav
+from kamevoice.data.shard_build import build_shards
+from kamevoice.data.shards import SampleOptions, ShardDataset, read_example
+from kamevoice.frontend.checkpoint import save_checkpoint
+from kamevoice.frontend.codec import MimiCodec, mimi_config
+from kamevoice.oracle.timeline import OracleEvent, OracleIds, layout_oracle
+from tests.data.helpers import SAMPLE_DIR
+from tests.frontend.helpers import SMALL_TEST_LM, small_lm
+
+
+class WordTokenizer:
+    """One token per whitespace word (id = word length + 10): token counts are word counts, by hand."""
+
+    def encode(self, text: str) -> list[int]:
+        return [10 + len(w) for w in text.split()]
+
+
+IDS = OracleIds(start=999, pad=3)
+
+
+def test_text_alignment_rules():
+    words = [
+        Word("B", "hi", 1.82, 2.04),
+        Word("A", "yes", 1.9, 2.0),
+        Word("B", "two words", 2.04, 2.6),
+        Word("B", "late", 2.05, 2.3),
+    ]
+    ids, dropped = align_text(words, WordTokenizer(), 40, "B")
+    assert ids[22] == 12  # floor(1.82 / 0.08) = 22
+    assert ids[25] == 13 and ids[26] == 15  # 2.04 s -> frame 25; second piece on the next free frame
+    assert ids[27] == 14  # "late" starts at frame 25, taken: next free frame
+    assert ids[21] == 0 and ids[24] == 0  # end-of-padding on the frame before a piece
+    assert ids[23] == 3 and ids[0] == 3 and dropped == 0
+    _, dropped = align_text(words, WordTokenizer(), 26, "B")
+    assert dropped == 2
+
+
+def test_published_samples_tokenise_with_hand_checked_frames_and_counts():
+    tok = WordTokenizer()
+    per_file = {}
+    for text_file in sorted((SAMPLE_DIR / "text").glob("*.json")):
+        item = text_file.stem
+        words = read_words(text_file)
+        raw = json.loads((SAMPLE_DIR / "oracle_raw" / f"{item}.json").read_text())
+        events = tokenize_oracles(
+            read_oracle_events(SAMPLE_DIR / "oracle_raw" / f"{item}.json"), tok, words, 1, "B"
+        )
+        # Independent check on the raw JSON: every channel-1 event is kept, in time order, 80 ms frames.
+        raw1 = [e for e in raw if e["channel"] == 1]
+        assert [e.frame for e in events] == [e["timestamp_ms"] * 10 // 800 for e in raw1]
+        assert [len(e.tokens) for e in events] == [len(e["prediction"].split()) for e in raw1]
+        per_file[item] = events
+    assert len(per_file) == 10
+    # Checked by hand in SNG0072.json: 5000 ms -> frame 62, 25 words ("Hello, I'm here ... product."),
+    # before B's second turn (B speaks at 1.82 s and 12.69 s); 10000 ms -> frame 125, 14 words, same turn.
+    first = [(e.frame, len(e.tokens), e.turn) for e in per_file["SNG0072"][:3]]
+    assert first == [(62, 25, 1), (125, 14, 1), (250, 15, 2)]
+    assert len(per_file["SNG0072"]) == 12 and len(per_file["SNG1263"]) == 6
+    # Laid out with the streaming rule: start id at each event's frame, the words right after.
+    ev = per_file["SNG0072"]
+    ids = layout_oracle([OracleEvent(e.frame, e.tokens) for e in ev], 700, IDS)
+    assert ids[62] == IDS.start and list(ids[63 : 63 + 25]) == list(ev[0].tokens[:25])
+    assert ids[125] == IDS.start and list(ids[126:140]) == list(ev[1].tokens)
+
+
+def test_augmentation_skips_but_keeps_the_last_event_of_each_turn_and_shifts():
+    from kamevoice.data.align import TokenizedOracle
+
+    events = [TokenizedOracle(f, (5, 6), turn) for f, turn in [(10, 0), (16, 0), (22, 0), (40, 1), (46, 1)]]
+    assert [e.frame for e in augment_oracles(events, random.Random(0), NO_AUGMENT)] == [10, 16, 22, 40, 46]
+    options = AugmentOptions(
+        shift_probability=0.0, skip_min=1.0, skip_max=1.0
+    )  # skip all that may be skipped
+    kept = augment_oracles(events, random.Random(0), options)
+    assert [e.frame for e in kept] == [22, 46]
+    shifts = set()
+    for seed in range(300):
+        out = augment_oracles(events, random.Random(seed), AugmentOptions(skip_min=0.0, skip_max=0.0))
+        shifts.add(out[-1].frame - 46)
+    assert shifts == set(range(-15, 0)) | set(range(1, 11))
+    a = augment_oracles(events, random.Random(3))
+    b = augment_oracles(events, random.Random(3))
+    assert a == b  # seeded
+
+
+@pytest.fixture(scope="module")
+def codec_checkpoint(tmp_path_factory):
+    """A checkpoint with a reduced, random-weight Mimi (2 codebooks) and the test SentencePiece model."""
+    from tests.conftest import train_spm
+
+    root = tmp_path_factory.mktemp("codec_ckpt")
+    spm_path = train_spm(root / "tok.model")
+    torch.manual_seed(0)
+    codec = MimiCodec.load(None, num_codebooks=2, reduced=True)
+    weights = root / "mimi.safetensors"
+    save_file({k: v.contiguous() for k, v in codec.model.state_dict().items()}, str(weights))
+    return save_checkpoint(
+        root / "ckpt",
+        small_lm(),
+        dict(SMALL_TEST_LM),
+        tokenizer=spm_path,
+        codec_weights=weights,
+        codec_config=mimi_config(reduced=True),
+    )
+
+
+def _make_item(data_dir, item, seconds, rate, rng):
+    (data_dir / "text").mkdir(parents=True, exist_ok=True)
+    (data_dir / "audio").mkdir(exist_ok=True)
+    (data_dir / "oracle_raw").mkdir(exist_ok=True)
+    n = int(seconds * rate)
+    write_stereo_wav(
+        data_dir / "audio" / f"{item}.wav", 0.1 * rng.standard_normal(n), 0.1 * rng.standard_normal(n), rate
+    )
+    words = [
+        {"speaker": "A", "word": "what", "start": 0.1, "end": 0.3},
+        {"speaker": "A", "word": "time", "start": 0.35, "end": 0.6},
+        {"speaker": "B", "word": "the store opens", "start": 1.2, "end": 1.9},
+        {"speaker": "B", "word": "at nine", "start": 2.0, "end": 2.4},
+    ]
+    (data_dir / "text" / f"{item}.json").write_text(json.dumps(words))
+    event = {
+        "timestamp_ms": 500,
+        "conversation_context": "A: what",
+        "prediction": "the store opens at nine",
+        "total_word_count": 1,
+        "trigger_word": "what",
+        "recent_words": "what",
+        "current_spoken_ratio": 0.5,
+        "channel": 1,
+        "hint": "",
+    }
+    (data_dir / "oracle_raw" / f"{item}.json").write_text(json.dumps([event, dict(event, timestamp_ms=1000)]))
+
+
+def test_shards_end_to_end_with_resume_and_a_corrupt_item(tmp_path, codec_checkpoint):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    for i, rate in enumerate([24000, 16000, 24000]):  # a 16 kHz file is resampled to the codec's rate
+        _make_item(data, f"item{i}", 3.0, rate, rng)
+    (data / "audio" / "item2.wav").write_bytes(b"RIFF....garbage")
+    out = tmp_path / "shards"
+    summary = build_shards(data, out, str(codec_checkpoint), per_shard=1, progress=False)
+    assert summary.items == 2 and list(summary.failures) == ["item2"]
+    assert "item2.wav" in summary.failures["item2"]
+    assert json.loads((out / "summary.json").read_text())["items"] == 2
+
+    ex = read_example(out / "shard-00000.safetensors", "item0")
+    assert ex.audio_model.shape == (2, 38) and ex.audio_user.shape == (2, 38)  # 3 s -> 37.5 frames, padded
+    assert [o.frame for o in ex.oracles] == [6, 12] and ex.oracles[0].tokens == ex.oracles[1].tokens
+    assert ex.text[15] != 3 and ex.text[14] == 0  # "the" at 1.2 s -> frame 15, end-of-padding before it
+
+    # Resume: a second run redoes nothing and leaves finished shards untouched.
+    stamp = (out / "shard-00000.safetensors").stat().st_mtime_ns
+    (data / "audio" / "item2.wav").unlink()
+    _make_item(data, "item2", 2.0, 24000, rng)
+    again = build_shards(data, out, str(codec_checkpoint), per_shard=1, progress=False)
+    assert again.skipped_done == 2 and again.items == 1 and not again.failures
+    assert (out / "shard-00000.safetensors").stat().st_mtime_ns == stamp
+    index = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert sorted(i for e in index for i in e["ids"]) == ["item0", "item1", "item2"]
+
+    ids = OracleIds(start=SMALL_TEST_LM["text_card"], pad=3)
+    ds = ShardDataset(out, ids, SampleOptions(seq_len=20, audio_codebooks=2, augment=NO_AUGMENT))
+    sample = ds.sample(ds.entries.index(next(e for e in ds.entries if e[1] == "item0")))
+    assert sample["codes"].shape == (5, 20) and sample["oracle"].shape == (20,)
+    full = ShardDataset(out, ids, SampleOptions(seq_len=None, audio_codebooks=2, augment=NO_AUGMENT))
+    s = full.sample([e[1] for e in full.entries].index("item0"))
+    expected = layout_oracle([OracleEvent(o.frame, o.tokens) for o in ex.oracles], 38, ids)
+    assert s["oracle"].tolist() == expected.tolist()
+    assert torch.equal(s["codes"][0], torch.from_numpy(ex.text.astype(np.int64)))
+    # Augmented samples are a pure function of (seed, epoch, index).
+    aug = ShardDataset(out, ids, SampleOptions(seq_len=None, audio_codebooks=2, seed=4))
+    assert torch.equal(aug.sample(0, epoch=1)["oracle"], aug.sample(0, epoch=1)["oracle"])
