@@ -183,7 +183,7 @@ class SampleOptions:
 
     seq_len: int | None = 512  # frames per sample (~41 s); None: whole dialogues
     audio_codebooks: int = 8  # codebooks per speaker the LM models (dep_q; n_q = 2x)
-    augment: AugmentOptions = AugmentOptions()
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
     seed: int = 0
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sentencepiece
+import torch
 
 from kamevoice.errors import CheckpointError
 from kamevoice.frontend.checkpoint import CheckpointFiles, load_lm, resolve_checkpoint
