@@ -40,11 +40,13 @@ def _init_worker(checkpoint: str, model_speaker: str) -> None:
     import torch
 
     from kamevoice.frontend.checkpoint import resolve_checkpoint
-    from kamevoice.frontend.loading import load_codec, load_tokenizer
+    from kamevoice.frontend.loading import load_checkpoint_codec, load_tokenizer
 
     torch.set_num_threads(1)  # one thread per worker process: the workers are the parallelism
     files = resolve_checkpoint(checkpoint)
-    _worker.update(codec=load_codec(files), tokenizer=load_tokenizer(files.tokenizer), speaker=model_speaker)
+    _worker.update(
+        codec=load_checkpoint_codec(files), tokenizer=load_tokenizer(files.tokenizer), speaker=model_speaker
+    )
 
 
 def _encode(args: tuple[str, str]) -> tuple[str, Example | None, str | None]:

@@ -55,11 +55,11 @@ def load_frontend(
             f"tokenizer {files.tokenizer}: {tokenizer.vocab_size()} pieces, more than the LM's "
             f"text_card {model.text_card}"
         )
-    codec = load_codec(files, device=torch_device) if load_codec else None
+    codec = load_checkpoint_codec(files, device=torch_device) if load_codec else None
     return Frontend(model, tokenizer, codec, files)
 
 
-def load_codec(files: CheckpointFiles, device: str | torch.device = "cpu") -> AudioCodec:
+def load_checkpoint_codec(files: CheckpointFiles, device: str | torch.device = "cpu") -> AudioCodec:
     """The codec a checkpoint names, with as many codebooks as its LM models per speaker."""
     if files.codec_weights is None:
         raise CheckpointError(f"checkpoint {files.source}: no codec weights (config.json 'mimi_name')")
