@@ -1,0 +1,305 @@
+"""The frame engine: one model, one codec, every live conversation stepped together every 80 ms.
+
+The engine owns the `BatchedGenerator` and two streaming codec instances
+(one encodes user audio, one decodes model audio, so either can be reset per
+row without touching the other). It runs on its own thread: network and
+asyncio work never delay a frame, and a slow frame never blocks the event loop.
+
+Conversations talk to it through an `EngineStream` (thread-safe: deques and
+generation-stamped messages, no locks on the hot path):
+- `push(pcm)` queues user audio (any length; it is cut into 80 ms frames),
+- `begin_oracle()` / `feed_oracle(ids)` drive the conversation's oracle timeline,
+- results (`FrameResult`) arrive through the callback given to `open()`,
+  called on the engine thread: hand them over to asyncio with
+  `loop.call_soon_threadsafe`.
+
+Pacing. `paced=True` (serving): a step every 80 ms of wall clock; a
+conversation whose audio has not arrived gets a frame of silence (counted as an
+input underrun), a step over budget is an overrun (counted; the next tick is
+rescheduled, never bunched). `paced=False` (files, tests, benchmarks): a step
+runs as soon as every live conversation has a frame queued (or has said its
+input is over), so results are deterministic and as fast as the machine allows.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from kamevoice.clock import FRAME_SECONDS
+from kamevoice.errors import InputError
+from kamevoice.frontend.codec import AudioCodec
+from kamevoice.frontend.generator import BatchedGenerator, SamplingOptions, SlotHandle
+from kamevoice.frontend.model import KameLM
+
+# How long the unpaced loop naps when no conversation has a frame ready (seconds).
+IDLE_WAIT_S = 0.002
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine runs."""
+
+    max_sessions: int = 4
+    sampling: SamplingOptions = SamplingOptions()
+    paced: bool = True  # True: wall-clock 80 ms ticks; False: step when every stream has input
+
+
+@dataclass
+class FrameResult:
+    """What one step produced for one conversation."""
+
+    step: int  # index of the step since the conversation joined
+    text_id: int  # inner-monologue token sampled at this step
+    oracle_id: int  # oracle id the model read at this step
+    audio_frame: int  # index of the model audio frame in `pcm` (step - max_delay), -1 if none yet
+    pcm: np.ndarray | None  # [frame_size] float32 model audio, None until the first complete frame
+    step_ms: float  # duration of the batch step that produced it
+    underrun: bool  # the user frame was missing and silence was used
+
+
+@dataclass
+class EngineStats:
+    """Counters of the engine thread (read them from any thread)."""
+
+    steps: int = 0
+    overruns: int = 0  # paced steps that took longer than one frame
+    underruns: int = 0  # user frames that had not arrived in time
+    step_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # recent step durations
+
+    def percentile(self, q: float) -> float:
+        values = sorted(self.step_ms)
+        return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+class EngineStream:
+    """One conversation's connection to the engine."""
+
+    def __init__(self, engine: Engine, on_frame: Callable[[FrameResult], None]):
+        self._engine = engine
+        self.on_frame = on_frame
+        self.handle: SlotHandle | None = None  # set by the engine thread when the slot is claimed
+        self.joined = threading.Event()
+        self.closed = False
+        self.input_done = False
+        self.frames: deque[np.ndarray] = deque()
+        self._partial = np.zeros(0, dtype=np.float32)
+        self.steps = 0
+
+    def push(self, pcm: np.ndarray) -> None:
+        """Queue user audio (float32 mono at the codec's rate, any length)."""
+        pcm = np.asarray(pcm)
+        if pcm.ndim != 1 or not np.issubdtype(pcm.dtype, np.floating):
+            raise InputError(f"user audio: expected 1-D float samples, got {pcm.dtype} {pcm.shape}")
+        if not np.isfinite(pcm).all():
+            raise InputError("user audio: contains NaN or infinite samples")
+        size = self._engine.frame_size
+        data = np.concatenate([self._partial, pcm.astype(np.float32)])
+        whole = len(data) // size * size
+        for start in range(0, whole, size):
+            self.frames.append(data[start : start + size])
+        self._partial = data[whole:]
+
+    def end_input(self) -> None:
+        """No more audio will come: pad the last partial frame and let unpaced steps proceed without it."""
+        if len(self._partial):
+            frame = np.zeros(self._engine.frame_size, dtype=np.float32)
+            frame[: len(self._partial)] = self._partial
+            self.frames.append(frame)
+            self._partial = np.zeros(0, dtype=np.float32)
+        self.input_done = True
+
+    def begin_oracle(self) -> None:
+        """A new oracle starts at this conversation's next frame."""
+        if self.handle is not None:
+            self._engine.generator.begin_oracle(self.handle)
+
+    def feed_oracle(self, tokens: list[int]) -> None:
+        """Stable oracle tokens, in order."""
+        if self.handle is not None and tokens:
+            self._engine.generator.feed_oracle(self.handle, tokens)
+
+    def close(self) -> None:
+        """Leave the engine; the slot is freed at the next step."""
+        if not self.closed:
+            self.closed = True
+            self._engine._requests.append(("leave", self))
+
+
+class Engine:
+    """Runs the frame loop for up to `options.max_sessions` conversations."""
+
+    def __init__(self, model: KameLM, codec: AudioCodec, options: EngineOptions = EngineOptions()):
+        self.model = model
+        self.options = options
+        self.encoder = codec
+        self.decoder = copy.deepcopy(codec)  # separate streaming state: rows reset independently
+        self.frame_size = codec.frame_size
+        self.generator = BatchedGenerator(model, options.max_sessions, options.sampling)
+        self.max_delay = max(model.delays)
+        self.stats = EngineStats()
+        self._requests: deque = deque()  # ("join" | "leave", stream), handled on the engine thread
+        self._streams: dict[int, EngineStream] = {}  # slot -> stream
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._entered = False
+        self.error: BaseException | None = None
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    def __enter__(self) -> Engine:
+        self._enter_streaming()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        self._exit_streaming()
+
+    def start(self) -> None:
+        """Run the frame loop on a background thread."""
+        self._enter_streaming()
+        self._thread = threading.Thread(target=self._run, name="kamevoice-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def open(self, on_frame: Callable[[FrameResult], None]) -> EngineStream:
+        """A new conversation; it joins at the next step (`stream.joined` is set then)."""
+        stream = EngineStream(self, on_frame)
+        self._requests.append(("join", stream))
+        return stream
+
+    @property
+    def free_slots(self) -> int:
+        """Slots not yet claimed (approximate while requests are pending)."""
+        return (
+            self.options.max_sessions - len(self._streams) - sum(1 for r in self._requests if r[0] == "join")
+        )
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_tick = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if self.options.paced:
+                    delay = next_tick - time.monotonic()
+                    if delay > 0:
+                        self._stop.wait(delay)
+                        continue
+                    took = self.step()
+                    next_tick += FRAME_SECONDS
+                    if took > FRAME_SECONDS:
+                        self.stats.overruns += 1
+                        next_tick = time.monotonic()  # no burst of catch-up steps
+                elif not self.ready():
+                    self._handle_requests()
+                    self._stop.wait(IDLE_WAIT_S)
+                else:
+                    self.step()
+        except BaseException as exc:  # surfaced to the server, which reports and ends sessions
+            self.error = exc
+            raise
+
+    def ready(self) -> bool:
+        """Unpaced mode: every live conversation has a frame queued or has ended its input."""
+        live = [s for s in self._streams.values() if not s.closed]
+        if not live:
+            return False
+        return all(s.frames or s.input_done for s in live) and any(s.frames for s in live)
+
+    @torch.no_grad()
+    def step(self) -> float:
+        """One frame for every live conversation; returns its duration in seconds."""
+        self._handle_requests()
+        start = time.perf_counter()
+        batch = self.options.max_sessions
+        pcm = np.zeros((batch, 1, self.frame_size), dtype=np.float32)
+        underrun = [False] * batch
+        for slot, stream in self._streams.items():
+            if stream.frames:
+                pcm[slot, 0] = stream.frames.popleft()
+            else:
+                underrun[slot] = True
+                self.stats.underruns += 1
+        codes = self.encoder.encode_frame(torch.from_numpy(pcm))  # [B, K]
+        out = self.generator.step(codes[:, : self.generator.n_user])
+        audio = out.frame_tokens[:, 1:].clamp(min=0)  # [B, dep_q]; invalid rows decoded, then reset
+        decoded = self.decoder.decode_frame(audio).cpu().numpy()[:, 0]  # [B, frame_size]
+        not_valid = ~out.frame_valid
+        if bool(not_valid.any()):
+            self.decoder.reset(not_valid)  # the next real frame starts from a clean decoder state
+        took = time.perf_counter() - start
+        self.stats.steps += 1
+        self.stats.step_ms.append(took * 1e3)
+        for slot, stream in list(self._streams.items()):
+            valid = bool(out.frame_valid[slot])
+            result = FrameResult(
+                step=stream.steps,
+                text_id=int(out.text[slot]),
+                oracle_id=int(out.oracle[slot]),
+                audio_frame=stream.steps - self.max_delay if valid else -1,
+                pcm=decoded[slot].copy() if valid else None,
+                step_ms=took * 1e3,
+                underrun=underrun[slot],
+            )
+            stream.steps += 1
+            try:
+                stream.on_frame(result)
+            except Exception:  # a broken consumer ends its own conversation only
+                stream.close()
+        return took
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _handle_requests(self) -> None:
+        while self._requests:
+            kind, stream = self._requests.popleft()
+            if kind == "join":
+                if stream.closed:
+                    continue
+                if self.generator.free_slots == 0:
+                    self._requests.appendleft((kind, stream))  # wait for a slot to free up
+                    break
+                handle = self.generator.start()
+                mask = torch.zeros(self.options.max_sessions, dtype=torch.bool)
+                mask[handle.slot] = True
+                self.encoder.reset(mask)
+                self.decoder.reset(mask)
+                stream.handle = handle
+                self._streams[handle.slot] = stream
+                stream.joined.set()
+            elif stream.handle is not None and self._streams.get(stream.handle.slot) is stream:
+                self.generator.stop(stream.handle)
+                del self._streams[stream.handle.slot]
+
+    def _enter_streaming(self) -> None:
+        if self._entered:
+            return
+        self._entered = True
+        self.generator.__enter__()
+        self._codec_ctx = [
+            self.encoder.streaming(self.options.max_sessions),
+            self.decoder.streaming(self.options.max_sessions),
+        ]
+        for ctx in self._codec_ctx:
+            ctx.__enter__()
+
+    def _exit_streaming(self) -> None:
+        if not self._entered:
+            return
+        for ctx in reversed(self._codec_ctx):
+            ctx.__exit__(None, None, None)
+        self.generator.__exit__(None, None, None)
+        self._entered = False
