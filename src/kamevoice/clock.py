@@ -58,3 +58,25 @@ class VirtualClock(Clock):
         if seconds < 0:
             raise ValueError(f"a clock cannot go back ({seconds} s)")
         self.t += seconds
+
+
+@dataclass
+class LoopClock(Clock):
+    """The running asyncio loop's time, from an origin taken at creation.
+
+    On a `VirtualTimeLoop` this is virtual time; on a normal loop it is
+    monotonic wall time. Create it inside the loop it should follow.
+    """
+
+    loop: object = None
+    origin: float = 0.0
+
+    def __post_init__(self) -> None:
+        import asyncio
+
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        self.origin = self.loop.time()  # type: ignore[attr-defined]
+
+    def now(self) -> float:
+        return self.loop.time() - self.origin  # type: ignore[attr-defined]

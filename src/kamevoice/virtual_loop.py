@@ -7,12 +7,12 @@ knowledge-base back-end's simulated token stream, file playback) then runs in
 a reproducible order, as fast as the CPU allows, with the same code that
 serves real conversations on the wall clock (DESIGN.md rule 1).
 
-Only work done *on the loop* is instantaneous in virtual time. A thread or a
-socket cannot be jumped over: with no timer pending, the loop really waits for
-it and virtual time stands still; with a timer pending, time jumps to that
-timer first. So a deterministic run keeps threads and sockets out of its
-timing (file mode steps the engine on the loop and uses the offline
-back-end); real back-ends run on the wall clock.
+Work handed to threads through `run_in_executor` / `asyncio.to_thread` (the
+STT engines decode that way) *freezes* virtual time until it returns: the
+loop really waits for it, and no timer fires meanwhile, so results never
+depend on how fast the machine is. Sockets cannot be accounted for that way:
+a deterministic run keeps the network out of its timing (file mode uses the
+offline back-end); real back-ends run on the wall clock.
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._virtual_now = start
         real_select = self._selector.select
 
+        self._threads_busy = 0
+
         def select(timeout: float | None = None):
             ready = real_select(0)
             if ready or timeout == 0:
                 return ready
-            if timeout is None:
-                # No timer pending: only a thread or socket can wake us; wait for it for real.
+            if timeout is None or self._threads_busy:
+                # No timer pending, or thread work in flight: wait for real, with the clock frozen.
                 return real_select(None)
             self._virtual_now += timeout  # jump to the next timer
             return []
@@ -47,6 +49,16 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._virtual_now
+
+    def run_in_executor(self, executor, func, *args):  # type: ignore[override]
+        future = super().run_in_executor(executor, func, *args)
+        self._threads_busy += 1
+
+        def done(_: asyncio.Future) -> None:
+            self._threads_busy -= 1
+
+        future.add_done_callback(done)
+        return future
 
 
 def run_virtual(main: Callable[[], Awaitable[T]], start: float = 0.0) -> T:

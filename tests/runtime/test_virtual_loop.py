@@ -51,12 +51,23 @@ def test_wait_for_timeout_fires_at_the_virtual_deadline():
     assert run_virtual(main) == 2.5
 
 
-def test_work_from_a_thread_is_awaited_for_real():
+def test_thread_work_freezes_virtual_time_even_with_timers_pending():
+    async def ticker(log):
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.01)
+            log.append(loop.time())
+
     async def main():
         loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        value = await loop.run_in_executor(None, lambda: (time.sleep(0.05), 7)[1])
-        return value, loop.time() - t0
+        log = []
+        task = asyncio.create_task(ticker(log))
+        await asyncio.sleep(0.015)
+        t0, ticks = loop.time(), len(log)
+        value = await asyncio.to_thread(lambda: (time.sleep(0.1), 7)[1])
+        elapsed, ticks_during = loop.time() - t0, len(log) - ticks
+        task.cancel()
+        return value, elapsed, ticks_during
 
-    value, elapsed = run_virtual(main)
-    assert value == 7 and elapsed == 0  # virtual time did not move while the thread worked
+    value, elapsed, ticks_during = run_virtual(main)
+    assert value == 7 and elapsed == 0 and ticks_during == 0
