@@ -18,10 +18,12 @@ import kamevoice
 
 # Modules that contribute subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "kamevoice.commands",
     "kamevoice.frontend.commands",
     "kamevoice.bench.commands",
     "kamevoice.data.commands",
     "kamevoice.backend.commands",
+    "kamevoice.train.commands",
 )
 
 

@@ -16,16 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from kamevoice.backend.llm.settings import LLMSettings
+from kamevoice.backend.scheduler import SchedulerSettings
+from kamevoice.backend.stt.settings import STTSettings
 from kamevoice.errors import ConfigError
-
-
-class Section(BaseModel):
-    """Base of every settings section: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from kamevoice.section import Section
 
 
 class FrontendSettings(Section):
@@ -60,6 +58,9 @@ class Settings(BaseSettings):
 
     frontend: FrontendSettings = FrontendSettings()
     server: ServerSettings = ServerSettings()
+    stt: STTSettings = STTSettings()
+    llm: LLMSettings = LLMSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
 
     @classmethod
     def settings_customise_sources(

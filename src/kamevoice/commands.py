@@ -1,0 +1,113 @@
+"""Runtime commands: `kamevoice run` (file mode) and `kamevoice oracle` (the back-end alone)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from kamevoice.errors import ConfigError
+
+NO_DEFAULT_MODEL = (
+    "no front-end checkpoint given, and kamevoice has no embedded default model yet "
+    "(the tiny preset is not built). Pass --checkpoint DIR_OR_REPO (e.g. SakanaAI/kame on a GPU) "
+    "or set KAMEVOICE_FRONTEND__CHECKPOINT."
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run",
+        help="play an audio file into a KAME session; write the reply, events and transcript",
+        description="Play AUDIO into a session (front-end + STT + oracle back-end) and record both sides. "
+        "Virtual clock by default: deterministic for a seed, faster than real time, back-end latency "
+        "simulated by its settings. --realtime runs on the wall clock (real back-end latency).",
+    )
+    run.add_argument("audio", help="input audio (WAV/FLAC/OGG, any rate, mono or stereo)")
+    run.add_argument("--out", help="stereo WAV: user left, model right, aligned with the input")
+    run.add_argument("--events", help="event log (JSONL)")
+    run.add_argument("--transcript", help="transcript of both sides + latency (JSON); '-' for stdout")
+    run.add_argument("--checkpoint", help="front-end checkpoint: local directory or hub repo id")
+    run.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
+    run.add_argument("--seed", type=int, default=None)
+    run.add_argument("--tail", type=float, default=4.0, help="seconds of silence after the file")
+    run.add_argument("--realtime", action="store_true", help="wall clock instead of the virtual clock")
+    run.add_argument("--no-oracle", action="store_true", help="front-end alone: no back-end at all")
+    run.set_defaults(handler=run_file_command)
+
+    oracle = sub.add_parser(
+        "oracle",
+        help="run the back-end alone on an audio file: partial transcripts and oracles as they grow",
+        description="Stream AUDIO (any rate, mono or stereo) into the STT and the oracle scheduler and "
+        "print, with timestamps, the partial transcripts and each oracle as it grows.",
+    )
+    oracle.add_argument("audio")
+    oracle.add_argument(
+        "--realtime", action="store_true", help="push the audio at speaking pace (wall clock)"
+    )
+    oracle.add_argument("--json", metavar="FILE", nargs="?", const="-", help="write the events as JSONL")
+    oracle.set_defaults(handler=run_oracle_command)
+
+
+def _settings(args: argparse.Namespace):
+    from kamevoice.config import load_settings
+
+    return load_settings()
+
+
+def run_file_command(args: argparse.Namespace) -> int:
+    from kamevoice.backend.llm.factory import make_llm
+    from kamevoice.backend.stt import make_stt
+    from kamevoice.backend.stt.files import read_audio
+    from kamevoice.filemode import run_file, write_outputs
+    from kamevoice.frontend.generator import SamplingOptions
+    from kamevoice.frontend.loading import load_frontend
+
+    settings = _settings(args)
+    checkpoint = args.checkpoint or settings.frontend.checkpoint
+    if not checkpoint:
+        raise ConfigError(NO_DEFAULT_MODEL)
+    audio, rate = read_audio(args.audio)
+    fs = settings.frontend
+    frontend = load_frontend(checkpoint, device=args.device or fs.device, dtype=fs.dtype)
+    sampling = SamplingOptions(
+        greedy=fs.temperature == 0,
+        temperature=fs.temperature,
+        top_k=fs.top_k,
+        text_temperature=fs.text_temperature,
+        text_top_k=fs.text_top_k,
+    )
+    stt = llm = None
+    if not args.no_oracle:
+        stt = make_stt(settings.stt)
+        llm = make_llm(settings.llm)
+    result = run_file(
+        frontend,
+        audio,
+        rate,
+        stt=stt,
+        llm=llm,
+        events_path=args.events,
+        tail_s=args.tail,
+        sampling=sampling,
+        seed=fs.seed if args.seed is None else args.seed,
+        realtime=args.realtime,
+        scheduler_settings=settings.scheduler,
+    )
+    write_outputs(result, args.out, None if args.transcript in (None, "-") else args.transcript)
+    if args.transcript == "-":
+        json.dump(result.transcript, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        lat = result.transcript["latency"]
+        print(f"user: {' | '.join(t['text'] for t in result.transcript['user']) or '-'}")
+        print(f"assistant: {result.transcript['assistant'] or '-'}")
+        print(f"oracles: {len(result.transcript['oracles'])}, median latency: {lat['median_s']}")
+    return 0
+
+
+def run_oracle_command(args: argparse.Namespace) -> int:
+    from kamevoice.backend.oracle_run import run_oracle_file
+
+    settings = _settings(args)
+    return run_oracle_file(args.audio, settings, realtime=args.realtime, json_path=args.json)

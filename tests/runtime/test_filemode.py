@@ -1,0 +1,110 @@
+"""File mode and the back-end alone, end to end on real parts (espeak speech, PocketSphinx, the FAQ)."""
+
+from __future__ import annotations
+
+import json
+import wave
+
+import numpy as np
+
+from kamevoice.backend.llm.factory import make_llm
+from kamevoice.backend.stt import make_stt
+from kamevoice.backend.stt.files import read_audio
+from kamevoice.cli import main
+from kamevoice.config import load_settings
+from kamevoice.filemode import run_file
+from kamevoice.frontend.loading import load_frontend
+
+
+def _run(checkpoint, wav, events_path=None, seed=1):
+    settings = load_settings()
+    frontend = load_frontend(checkpoint, device="cpu")
+    audio, rate = read_audio(wav)
+    return run_file(
+        frontend,
+        audio,
+        rate,
+        stt=make_stt(settings.stt),
+        llm=make_llm(settings.llm),
+        events_path=events_path,
+        tail_s=2.0,
+        seed=seed,
+        scheduler_settings=settings.scheduler,
+    )
+
+
+def _kinds(events, kind, keys):
+    return [tuple(e.get(k) for k in keys) for e in events if e["kind"] == kind]
+
+
+def test_file_run_wires_stt_oracle_and_frontend_deterministically(tiny_checkpoint, question_wav, tmp_path):
+    first = _run(tiny_checkpoint, question_wav, tmp_path / "events.jsonl")
+    events = first.events
+    # The STT heard the user, the scheduler asked the knowledge base, the answer entered the model.
+    assert first.transcript["user"] and "saturday" in first.transcript["user"][-1]["text"].lower()
+    begins = [e for e in events if e["kind"] == "oracle_begin"]
+    pieces = [e for e in events if e["kind"] == "oracle_piece"]
+    assert begins and pieces
+    assert any("10" in text or "ten" in text.lower() for text in first.transcript["oracles"])
+    # Every oracle piece entered at or after the frame of an oracle start (start id first, then tokens).
+    starts = [e["frame"] for e in pieces if e.get("start")]
+    assert starts and all(e["frame"] > starts[0] for e in pieces if not e.get("start"))
+    # Events were written as JSONL as they happened.
+    logged = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in logged] == [e["kind"] for e in events]
+    # The output is aligned with the input: same length, user on the left.
+    assert len(first.model) == len(first.user)
+    # Same seed, same everything that the model and the back-end decided.
+    second = _run(tiny_checkpoint, question_wav)
+    for kind, keys in [
+        ("text", ("frame", "id")),
+        ("oracle_piece", ("frame", "id", "start")),
+        ("stt_final", ("t", "text")),
+        ("llm_request", ("t", "gen")),
+    ]:
+        assert _kinds(first.events, kind, keys) == _kinds(second.events, kind, keys), kind
+    np.testing.assert_array_equal(first.model, second.model)
+
+
+def test_run_command_writes_stereo_events_and_transcript(tiny_checkpoint, question_wav, tmp_path, capsys):
+    out, ev, tr = tmp_path / "reply.wav", tmp_path / "ev.jsonl", tmp_path / "tr.json"
+    code = main(
+        [
+            "run",
+            str(question_wav),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--out",
+            str(out),
+            "--events",
+            str(ev),
+            "--transcript",
+            str(tr),
+            "--tail",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    with wave.open(str(out)) as w:
+        assert w.getnchannels() == 2 and w.getframerate() == 24000
+    transcript = json.loads(tr.read_text())
+    assert {"user", "assistant", "oracles", "latency"} <= set(transcript)
+    assert "clipping" in transcript["latency"]
+    assert ev.read_text().count('"kind": "session_end"') == 1
+
+
+def test_run_without_a_model_says_how_to_pass_one(question_wav, capsys, monkeypatch):
+    monkeypatch.delenv("KAMEVOICE_FRONTEND__CHECKPOINT", raising=False)
+    assert main(["run", str(question_wav)]) == 1
+    assert "--checkpoint" in capsys.readouterr().err
+
+
+def test_oracle_command_prints_partials_and_a_growing_oracle(question_wav, capsys, tmp_path):
+    events = tmp_path / "oracle.jsonl"
+    assert main(["oracle", str(question_wav), "--json", str(events)]) == 0
+    out = capsys.readouterr().out
+    assert "partial:" in out and "oracle #" in out
+    kinds = {json.loads(line)["kind"] for line in events.read_text().splitlines()}
+    assert {"stt_partial", "stt_final", "llm_request", "llm_first_token"} <= kinds
