@@ -48,6 +48,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     oracle.add_argument("--json", metavar="FILE", nargs="?", const="-", help="write the events as JSONL")
     oracle.set_defaults(handler=run_oracle_command)
 
+    serve = sub.add_parser(
+        "serve",
+        help="serve conversations over WebSocket (Moshi's protocol at /api/chat) with a browser page at /",
+        description="Serve KAME conversations: Moshi's binary WebSocket protocol at /api/chat plus JSON "
+        "events, a browser page at /, /health and /metrics. Binds 127.0.0.1 unless told otherwise.",
+    )
+    serve.add_argument("--checkpoint", help="front-end checkpoint: local directory or hub repo id")
+    serve.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="TCP port (default 8998)")
+    serve.add_argument("--max-sessions", type=int, default=None, help="concurrent conversations")
+    serve.add_argument("--token", default=None, help="require this bearer token on /api/chat")
+    serve.add_argument(
+        "--allowed-origin", action="append", help="browser Origin allowed (repeat; '*' for any)"
+    )
+    serve.add_argument("--log-dir", default=None, help="write per-session event logs (JSONL) here")
+    serve.add_argument("--no-oracle", action="store_true", help="front-end alone: no STT, no LLM")
+    serve.add_argument(
+        "--lockstep", action="store_true", help="testing: step when every session has audio (deterministic)"
+    )
+    serve.set_defaults(handler=_serve)
+
 
 def _settings(args: argparse.Namespace):
     from kamevoice.config import load_settings
@@ -111,3 +133,9 @@ def run_oracle_command(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     return run_oracle_file(args.audio, settings, realtime=args.realtime, json_path=args.json)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from kamevoice.server.serve import serve_command
+
+    return serve_command(args)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ async def _session_run(
     sampling: SamplingOptions,
     realtime: bool,
     scheduler_settings=None,
+    on_engine=None,
 ) -> FileRunResult:
     codec = frontend.codec
     rate, size = codec.sample_rate, codec.frame_size
@@ -74,6 +76,8 @@ async def _session_run(
     if stt is not None:
         stt.events, stt.clock = events, clock
     engine = Engine(frontend.model, codec, EngineOptions(max_sessions=1, sampling=sampling, paced=realtime))
+    if on_engine is not None:
+        on_engine(engine)  # e.g. evaluation hooks on the generator (kamevoice.eval.forcing)
     model_frames: dict[int, np.ndarray] = {}
 
     def on_output(out: SessionOutput) -> None:
@@ -154,8 +158,12 @@ def run_file(
     seed: int = 42,
     realtime: bool = False,
     scheduler_settings=None,
+    on_engine: Callable[[Engine], None] | None = None,
 ) -> FileRunResult:
-    """Run one audio file through a session (see module doc)."""
+    """Run one audio file through a session (see module doc).
+
+    `on_engine(engine)` is called once the session's engine is built, before its first step.
+    """
     if frontend.codec is None:
         raise ValueError("file mode needs a front-end with its codec loaded")
     torch.manual_seed(seed)
@@ -163,7 +171,7 @@ def run_file(
 
     def main():
         return _session_run(
-            frontend, mono, stt, llm, events_path, tail_s, sampling, realtime, scheduler_settings
+            frontend, mono, stt, llm, events_path, tail_s, sampling, realtime, scheduler_settings, on_engine
         )
 
     return asyncio.run(main()) if realtime else run_virtual(main)

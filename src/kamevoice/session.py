@@ -119,6 +119,11 @@ class Session:
         if self.stt is not None:
             self._stt_task = asyncio.create_task(self._read_stt(), name="session-stt")
 
+    @property
+    def joined(self) -> bool:
+        """Whether the engine has given this session its slot (frames flow from then on)."""
+        return self._stream is not None and self._stream.joined.is_set()
+
     async def push_audio(self, pcm: np.ndarray) -> None:
         """User audio: float32 mono at `sample_rate` (the codec's rate)."""
         if self.closed or self._stream is None:

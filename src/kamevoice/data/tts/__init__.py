@@ -1,0 +1,63 @@
+"""Text-to-speech with word timings: one small interface, several engines.
+
+    engine = get_engine("espeak")
+    audio, sample_rate, words = engine.synthesize("Hello there.", voice="en-us", rate=1.0)
+    # audio: float32 mono in [-1, 1]; words: [(word, start_s, end_s), ...]
+
+`words` holds the whitespace-separated tokens of `text` that were spoken, in
+order, each with the time span of its speech in the returned audio. Engines:
+
+- `espeak` (default, embedded): espeak-ng from the `espeakng-loader` wheel,
+  driven through ctypes; word timings come from the synthesiser itself.
+- `flite` (optional): Debian's `flite` command; word timings by PocketSphinx
+  forced alignment (needs the `pocketsphinx` package).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+
+WordSpan = tuple[str, float, float]
+
+
+class Synthesis(NamedTuple):
+    """What an engine returns: mono float32 audio, its sample rate, and timed words."""
+
+    audio: np.ndarray
+    sample_rate: int
+    words: list[WordSpan]
+
+
+@runtime_checkable
+class TTSEngine(Protocol):
+    """A speech synthesiser that reports when each word is spoken."""
+
+    name: str
+
+    def voices(self) -> list[str]:
+        """Voice names this engine accepts (a selection suited to English dialogue)."""
+        ...
+
+    def synthesize(self, text: str, voice: str | None = None, rate: float = 1.0) -> Synthesis:
+        """Speak `text` with `voice` at `rate` x the normal speed."""
+        ...
+
+
+ENGINES = ("espeak", "flite")
+
+
+def get_engine(name: str = "espeak") -> TTSEngine:
+    """Build a TTS engine by name (imports it only now)."""
+    from kamevoice.errors import ConfigError
+
+    if name == "espeak":
+        from kamevoice.data.tts.espeak import EspeakEngine
+
+        return EspeakEngine()
+    if name == "flite":
+        from kamevoice.data.tts.flite import FliteEngine
+
+        return FliteEngine()
+    raise ConfigError(f"unknown TTS engine {name!r}; choose from {', '.join(ENGINES)}")

@@ -1,0 +1,306 @@
+"""The HTTP/WebSocket server: one shared `Engine`, one `Connection` per conversation.
+
+    server = KameServer(frontend, settings)
+    host, port = await server.start()      # engine thread + aiohttp site
+    ...
+    await server.stop()
+
+Routes: `GET /api/chat` (WebSocket, see `protocol`), `GET /health` (JSON),
+`GET /metrics` (Prometheus text), `GET /` and `/static/*` (the browser page).
+Admission happens before the upgrade, in this order: origin (403), token
+(401), capacity (503 with a JSON body `{"error": "busy", ...}`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from kamevoice.clock import LoopClock
+from kamevoice.config import Settings
+from kamevoice.engine import Engine, EngineOptions
+from kamevoice.events import EventLog
+from kamevoice.frontend.generator import SamplingOptions
+from kamevoice.metrics import CONTENT_TYPE, Metrics
+from kamevoice.server.access import origin_ok, token_ok
+from kamevoice.server.connection import Connection, connection_name
+from kamevoice.server.observe import ServerMetrics
+from kamevoice.server.protocol import AUDIO_FORMATS
+from kamevoice.session import Session
+
+log = logging.getLogger(__name__)
+
+# Events of a session that are sent to its client as 0x04 metadata: the transcript, the oracle as it
+# grows, the front-end's words, and per-stage latency.
+CLIENT_EVENTS = (
+    "stt_partial",
+    "stt_final",
+    "user_turn",
+    "llm_request",
+    "llm_first_token",
+    "oracle_text",
+    "oracle_unavailable",
+    "stt_unavailable",
+    "text",
+    "frame_stats",
+)
+# How often engine counters are carried into the metrics and the engine's health is checked (seconds).
+POLL_S = 0.5
+
+
+@dataclass
+class BackendFactories:
+    """How a conversation gets its own STT stream and LLM provider (tests swap them)."""
+
+    stt: Callable[[EventLog], Any] | None
+    llm: Callable[[], Any] | None
+
+
+def default_backend(settings: Settings) -> BackendFactories:
+    """The configured providers, or none when `server.oracle` is off."""
+    if not settings.server.oracle:
+        return BackendFactories(None, None)
+    from kamevoice.backend.llm.factory import make_llm
+    from kamevoice.backend.stt import make_stt
+
+    return BackendFactories(
+        stt=lambda events: make_stt(settings.stt, events=events, clock=events.clock),
+        llm=lambda: make_llm(settings.llm),
+    )
+
+
+def sampling_from(settings: Settings) -> SamplingOptions:
+    """The front-end's sampling settings as generator options (temperature 0: greedy)."""
+    fs = settings.frontend
+    return SamplingOptions(
+        greedy=fs.temperature == 0,
+        temperature=fs.temperature,
+        top_k=fs.top_k,
+        text_temperature=fs.text_temperature,
+        text_top_k=fs.text_top_k,
+    )
+
+
+class KameServer:
+    """Serves conversations with one front-end model."""
+
+    def __init__(
+        self,
+        frontend: Any,
+        settings: Settings,
+        *,
+        sampling: SamplingOptions | None = None,
+        backend: BackendFactories | None = None,
+        metrics: Metrics | None = None,
+    ):
+        if frontend.codec is None:
+            raise ValueError("the server needs a front-end with its codec loaded")
+        self.frontend = frontend
+        self.settings = settings
+        self.server_settings = settings.server
+        self.backend = backend or default_backend(settings)
+        self.metrics = metrics or Metrics()
+        self.observe = ServerMetrics(self.metrics)
+        self.engine = Engine(
+            frontend.model,
+            frontend.codec,
+            EngineOptions(
+                max_sessions=self.server_settings.max_sessions,
+                sampling=sampling or sampling_from(settings),
+                paced=not self.server_settings.lockstep,
+            ),
+        )
+        self.connections: set[Connection] = set()
+        self._reserved = 0  # admitted connections, counted before any await (no admission race)
+        self._counter = 0
+        self._runner: web.AppRunner | None = None
+        self._poller: asyncio.Task | None = None
+        self._started_at = 0.0
+        self.app = self._build_app()
+        if self.server_settings.log_dir is not None:
+            Path(self.server_settings.log_dir).mkdir(parents=True, exist_ok=True)
+
+    # -- lifetime -----------------------------------------------------------------------------------
+
+    async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
+        """Start the engine thread and listen; returns the bound (host, port)."""
+        self.engine.start()
+        self._started_at = time.monotonic()
+        self._poller = asyncio.create_task(self._poll(), name="kamevoice-server-poll")
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner,
+            host or self.server_settings.host,
+            self.server_settings.port if port is None else port,
+        )
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # aiohttp has no public accessor
+        bound = sockets[0].getsockname()[:2] if sockets else (host, port)
+        log.info("kamevoice serving on http://%s:%s", *bound)
+        return bound[0], int(bound[1])
+
+    async def stop(self) -> None:
+        """End every conversation, stop listening, stop the engine."""
+        for conn in list(self.connections):
+            conn.end("server shutting down")
+        for _ in range(200):  # let conversations say goodbye (up to ~2 s)
+            if not self.connections:
+                break
+            await asyncio.sleep(0.01)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        await asyncio.to_thread(self.engine.stop)
+        self.engine._exit_streaming()
+
+    async def _poll(self) -> None:
+        while True:
+            self.observe.poll_engine(self.engine)
+            if self.engine.error is not None:
+                for conn in list(self.connections):
+                    conn.end(f"engine failed: {self.engine.error}")
+            await asyncio.sleep(POLL_S)
+
+    # -- routes -------------------------------------------------------------------------------------
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.server_settings.max_message_bytes)
+        static = resources.files("kamevoice.server") / "static"
+        app.router.add_get("/", self._index)
+        app.router.add_get("/api/chat", self._chat)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_static("/static/", Path(str(static)), follow_symlinks=False)
+        return app
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        page = resources.files("kamevoice.server") / "static" / "index.html"
+        return web.Response(text=page.read_text(encoding="utf-8"), content_type="text/html")
+
+    def health(self) -> dict[str, Any]:
+        """What `/health` answers."""
+        stats = self.engine.stats
+        max_sessions = self.server_settings.max_sessions
+
+        def ms(q: float) -> float | None:
+            value = stats.percentile(q)
+            return None if value != value else round(value, 2)  # NaN before the first step
+
+        return {
+            "ok": self.engine.error is None,
+            "sessions": len(self.connections),
+            "max_sessions": max_sessions,
+            "free_slots": max(0, max_sessions - self._reserved),
+            "uptime_s": round(time.monotonic() - self._started_at, 1),
+            "engine": {
+                "paced": self.engine.options.paced,
+                "steps": stats.steps,
+                "overruns": stats.overruns,
+                "underruns": stats.underruns,
+                "step_ms_p50": ms(0.5),
+                "step_ms_p99": ms(0.99),
+                "error": None if self.engine.error is None else str(self.engine.error),
+            },
+        }
+
+    async def _health(self, request: web.Request) -> web.Response:
+        body = self.health()
+        return web.json_response(body, status=200 if body["ok"] else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self.observe.poll_engine(self.engine)
+        self.observe.active.set(len(self.connections))
+        return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    def _reject(self, status: int, why: str, message: str) -> web.Response:
+        self.observe.rejected.labels(why).inc()
+        log.info("connection refused (%s): %s", why, message)
+        return web.json_response({"error": why, "message": message}, status=status)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        s = self.server_settings
+        if not origin_ok(request, s.allowed_origins):
+            return self._reject(403, "origin", f"origin {request.headers.get('Origin')!r} is not allowed")
+        if not token_ok(request, s.token.get_secret_value() if s.token else None):
+            return self._reject(401, "auth", "a valid bearer token is required")
+        audio_format = request.query.get("audio", "opus")
+        if audio_format not in AUDIO_FORMATS:
+            return self._reject(400, "format", f"audio={audio_format!r}; expected one of {AUDIO_FORMATS}")
+        if self.engine.error is not None:
+            return self._reject(503, "engine", f"the engine has failed: {self.engine.error}")
+        if self._reserved >= s.max_sessions:
+            return self._reject(
+                503, "busy", f"all {s.max_sessions} conversation slots are taken; retry later"
+            )
+        self._reserved += 1
+        try:
+            return await self._converse(request, audio_format)
+        finally:
+            self._reserved -= 1
+
+    async def _converse(self, request: web.Request, audio_format: str) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=self.server_settings.max_message_bytes, autoping=True)
+        await ws.prepare(request)
+        self._counter += 1
+        name = connection_name(self._counter, request.remote)
+        llm = None
+        conn: Connection | None = None
+        try:
+            llm = await asyncio.to_thread(self.backend.llm) if self.backend.llm else None
+
+            def make_session(on_output) -> Session:
+                events = EventLog(LoopClock(), self._log_path(name))
+                self.observe.attach(events)
+                stt = self.backend.stt(events) if self.backend.stt else None
+                return Session(
+                    self.engine,
+                    self.frontend.tokenizer,
+                    stt=stt,
+                    llm=llm,
+                    events=events,
+                    scheduler_settings=self.settings.scheduler,
+                    on_output=on_output,
+                    sample_rate=self.frontend.codec.sample_rate,
+                    forward_events=CLIENT_EVENTS,
+                )
+
+            conn = Connection(ws, make_session, audio_format, self.frontend.codec.sample_rate, name)
+            self.connections.add(conn)
+            self.observe.started.inc()
+            self.observe.active.set(len(self.connections))
+            await conn.run(lambda: self.engine.error)
+        except Exception as exc:  # the back-end could not be built: this conversation only
+            log.warning("%s could not start: %s: %s", name, type(exc).__name__, exc)
+            with contextlib.suppress(Exception):
+                from kamevoice.server import protocol
+
+                await ws.send_bytes(protocol.error_message(f"could not start: {exc}"))
+                await ws.close()
+        finally:
+            if conn is not None:
+                self.connections.discard(conn)
+                self.observe.active.set(len(self.connections))
+            if llm is not None:
+                with contextlib.suppress(Exception):
+                    await llm.aclose()
+        return ws
+
+    def _log_path(self, name: str) -> Path | None:
+        if self.server_settings.log_dir is None:
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        return Path(self.server_settings.log_dir) / f"{stamp}-{name.split('@')[0]}.jsonl"

@@ -1,0 +1,252 @@
+"""One WebSocket conversation: client messages into a `Session`, the session's output back out.
+
+A `Connection` owns everything of one conversation: its Opus reader and
+writer (or raw PCM), its `Session` (engine slot, STT stream, LLM provider,
+scheduler, event log) and its send queue. Anything wrong with this client
+(bad audio, an unknown message kind, an oversized message, a vanished peer,
+a client that stops reading) ends this conversation only, with a reason that
+is logged, written to its event log (`session_end`), counted in the metrics
+and, when the socket still works, sent to the client as an `0x05` error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from aiohttp import WSMsgType, web
+
+from kamevoice.clock import FRAME_SECONDS
+from kamevoice.errors import KameVoiceError
+from kamevoice.server import protocol
+from kamevoice.server.protocol import Kind, ProtocolError
+from kamevoice.session import Session, SessionOutput
+
+log = logging.getLogger(__name__)
+
+# Messages queued for a client that does not read before we give up on it (~10 s of frames with text).
+MAX_SEND_BACKLOG = 400
+# User audio queued ahead of the engine before the client counts as flooding (seconds).
+MAX_AUDIO_BACKLOG_S = 30.0
+# Decoded audio allowed from one message (seconds): a single Ogg page holds far less.
+MAX_AUDIO_PER_MESSAGE_S = 5.0
+# How long a new conversation may wait for its engine slot.
+JOIN_TIMEOUT_S = 15.0
+# How often the join is polled (the engine sets a thread event; polling keeps the loop free).
+JOIN_POLL_S = 0.005
+
+
+class ConversationEnded(Exception):
+    """Raised inside the reader to end the conversation with `reason`."""
+
+    def __init__(self, reason: str, tell_client: bool = True):
+        super().__init__(reason)
+        self.reason = reason
+        self.tell_client = tell_client
+
+
+class Connection:
+    """The link between one WebSocket and one `Session`."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        make_session: Callable[[Callable[[SessionOutput], None]], Session],
+        audio_format: str,
+        sample_rate: int,
+        name: str,
+    ):
+        import sphn  # imported here: the module stays importable for tools that only need constants
+
+        self.ws = ws
+        self.name = name
+        self.pcm16 = audio_format == "pcm16"
+        self.sample_rate = sample_rate
+        self._reader = None if self.pcm16 else sphn.OpusStreamReader(sample_rate)
+        self._writer = None if self.pcm16 else sphn.OpusStreamWriter(sample_rate)
+        self._send: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._ended: asyncio.Future[tuple[str, bool]] = asyncio.get_running_loop().create_future()
+        self.session = make_session(self._on_output)
+        self.audio_in_s = 0.0
+        self.reason = ""
+
+    # -- the whole conversation --------------------------------------------------------------------
+
+    async def run(self, engine_error: Callable[[], BaseException | None]) -> str:
+        """Serve the conversation until it ends; returns the reason it ended."""
+        sender = asyncio.create_task(self._sender(), name=f"{self.name}-send")
+        reader = None
+        reason, tell = "client closed", False
+        try:
+            await self.session.start()
+            await self._wait_joined(engine_error)
+            self._send.put_nowait(protocol.handshake())
+            reader = asyncio.create_task(self._read(), name=f"{self.name}-read")
+            done, _ = await asyncio.wait({reader, self._ended, sender}, return_when=asyncio.FIRST_COMPLETED)
+            if self._ended in done:
+                reason, tell = self._ended.result()
+            elif reader in done:
+                reason, tell = self._reader_outcome(reader)
+            else:
+                reason, tell = "send failed: connection lost", False
+        except ConversationEnded as exc:
+            reason, tell = exc.reason, exc.tell_client
+        except asyncio.CancelledError:
+            reason, tell = "server shutting down", True
+        except Exception as exc:  # a bug in this conversation must not reach the others
+            log.exception("%s: unexpected failure", self.name)
+            reason, tell = f"internal error: {type(exc).__name__}: {exc}", True
+        finally:
+            if reader is not None and not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+            self.reason = reason
+            await self._finish(reason, tell, sender)
+        return reason
+
+    def end(self, reason: str, tell_client: bool = True) -> None:
+        """End the conversation from outside the reader (engine failure, shutdown, slow client)."""
+        if not self._ended.done():
+            self._ended.set_result((reason, tell_client))
+
+    async def _finish(self, reason: str, tell: bool, sender: asyncio.Task) -> None:
+        level = logging.INFO if reason == "client closed" else logging.WARNING
+        log.log(level, "%s ended: %s", self.name, reason)
+        with contextlib.suppress(Exception):
+            await self.session.close(reason)
+        if tell and not self.ws.closed:
+            self._send.put_nowait(protocol.error_message(reason))
+        self._send.put_nowait(None)
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+            await asyncio.wait_for(sender, timeout=2.0)
+        sender.cancel()
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+
+    async def _wait_joined(self, engine_error: Callable[[], BaseException | None]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + JOIN_TIMEOUT_S
+        while not self.session.joined:
+            if engine_error() is not None:
+                raise ConversationEnded(f"engine failed: {engine_error()}")
+            if loop.time() > deadline:
+                raise ConversationEnded("engine slot not granted in time")
+            await asyncio.sleep(JOIN_POLL_S)
+
+    @staticmethod
+    def _reader_outcome(reader: asyncio.Task) -> tuple[str, bool]:
+        exc = reader.exception()
+        if exc is None:
+            return reader.result()
+        if isinstance(exc, ConversationEnded):
+            return exc.reason, exc.tell_client
+        return f"internal error: {type(exc).__name__}: {exc}", True
+
+    # -- client -> session ----------------------------------------------------------------------------
+
+    async def _read(self) -> tuple[str, bool]:
+        async for msg in self.ws:
+            if msg.type == WSMsgType.BINARY:
+                await self._on_binary(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                raise ConversationEnded("protocol error: text frames are not part of the protocol")
+            elif msg.type == WSMsgType.ERROR:
+                exc = self.ws.exception()
+                return f"connection error: {type(exc).__name__}: {exc}", False
+        code = self.ws.close_code
+        if code is not None and code not in (1000, 1001):
+            # 1009: message too big (aiohttp closes on its own), 1006: the peer vanished.
+            why = {1009: "message too big", 1006: "connection lost"}.get(code, "closed abnormally")
+            return f"{why} (close code {code})", False
+        return "client closed", False
+
+    async def _on_binary(self, data: bytes) -> None:
+        try:
+            kind, payload = protocol.split(data)
+        except ProtocolError as exc:
+            raise ConversationEnded(f"protocol error: {exc}") from None
+        if kind == Kind.AUDIO and not self.pcm16:
+            await self._push(self._decode_opus(payload))
+        elif kind == Kind.PCM16 and self.pcm16:
+            try:
+                await self._push(protocol.pcm16_decode(payload))
+            except ProtocolError as exc:
+                raise ConversationEnded(f"bad audio: {exc}") from None
+        elif kind == Kind.PING:
+            self._send.put_nowait(protocol.pack(Kind.PING, payload))
+        elif kind == Kind.CONTROL:
+            pass  # Moshi's control codes (start, pause, ...) have no meaning here
+        else:
+            fmt = "pcm16" if self.pcm16 else "opus"
+            raise ConversationEnded(f"protocol error: unexpected message kind 0x{kind:02x} ({fmt} session)")
+
+    def _decode_opus(self, payload: bytes) -> np.ndarray:
+        assert self._reader is not None
+        try:
+            pcm = self._reader.append_bytes(payload)
+        except Exception as exc:  # sphn raises ValueError on a broken Ogg/Opus stream
+            raise ConversationEnded(f"bad audio: not an Ogg/Opus stream ({exc})") from None
+        return np.zeros(0, np.float32) if pcm is None else np.asarray(pcm, dtype=np.float32)
+
+    async def _push(self, pcm: np.ndarray) -> None:
+        if pcm.ndim != 1:
+            raise ConversationEnded(f"bad audio: expected mono samples, got shape {pcm.shape}")
+        if len(pcm) > MAX_AUDIO_PER_MESSAGE_S * self.sample_rate:
+            raise ConversationEnded(f"bad audio: {len(pcm) / self.sample_rate:.1f} s in one message")
+        if not len(pcm):
+            return
+        self.audio_in_s += len(pcm) / self.sample_rate
+        backlog = self.audio_in_s - self.session.frames * FRAME_SECONDS
+        if backlog > MAX_AUDIO_BACKLOG_S:
+            raise ConversationEnded(f"audio flood: {backlog:.1f} s queued ahead of the model")
+        try:
+            await self.session.push_audio(pcm)
+        except KameVoiceError as exc:
+            raise ConversationEnded(f"bad audio: {exc}") from None
+
+    # -- session -> client -----------------------------------------------------------------------------
+
+    def _on_output(self, out: SessionOutput) -> None:
+        """Called on the event loop by the session; encodes and queues (never awaits)."""
+        if self._ended.done():
+            return
+        if out.kind == "audio" and out.pcm is not None:
+            message = self._encode_audio(out.pcm)
+        elif out.kind == "text":
+            message = protocol.text_message(out.text)
+        elif out.kind == "event" and out.event is not None:
+            message = protocol.metadata_message(out.event)
+        else:
+            return
+        if message:
+            self._send.put_nowait(message)
+        if self._send.qsize() > MAX_SEND_BACKLOG:
+            self.end("client too slow: stopped reading", tell_client=False)
+
+    def _encode_audio(self, pcm: np.ndarray) -> bytes:
+        if self.pcm16:
+            return protocol.pack(Kind.PCM16, protocol.pcm16_encode(pcm))
+        assert self._writer is not None
+        pages = self._writer.append_pcm(np.asarray(pcm, dtype=np.float32))
+        return protocol.pack(Kind.AUDIO, pages) if pages else b""
+
+    async def _sender(self) -> None:
+        while True:
+            message = await self._send.get()
+            if message is None or self.ws.closed:
+                return
+            try:
+                await self.ws.send_bytes(message)
+            except (ConnectionError, RuntimeError) as exc:
+                self.end(f"send failed: {type(exc).__name__}: {exc}", tell_client=False)
+                return
+
+
+def connection_name(counter: int, peer: Any) -> str:
+    """A short name for logs: session number and peer address."""
+    return f"session-{counter}@{peer}"

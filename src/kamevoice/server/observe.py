@@ -1,0 +1,91 @@
+"""Prometheus metrics of the server: sessions, the engine's frame loop, and what session logs report.
+
+Names carry the `kamevoice_` namespace:
+`sessions_active`, `sessions_started_total`, `sessions_ended_total{reason}`,
+`sessions_rejected_total{why}` (busy, auth, origin), `engine_steps_total`,
+`engine_overruns_total`, `engine_underruns_total`, `engine_step_seconds`
+(histogram), `frames_total` (frames delivered to sessions),
+`text_pieces_total`, `oracle_pieces_total`, `stt_lag_seconds{final}`,
+`stt_errors_total`, plus the LLM metrics of `kamevoice.backend.observe`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Gauge
+
+from kamevoice.backend.observe import LLMMetrics
+from kamevoice.engine import Engine
+from kamevoice.events import Event, EventLog
+from kamevoice.metrics import Metrics
+
+# Step-time buckets (seconds): a small model steps in a few ms, the 80 ms budget is the line that matters.
+STEP_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1, 0.12, 0.16, 0.25, 0.5, 1.0)
+
+
+def _reason_label(reason: str) -> str:
+    """A short, bounded label for why a session ended (the full reason is in the logs)."""
+    return reason.split(":", 1)[0].strip()[:40] or "unknown"
+
+
+class ServerMetrics:
+    """Server-wide metrics in one `Metrics` registry."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+        self.active = Gauge(
+            "sessions_active",
+            "conversations now open",
+            namespace=metrics.namespace,
+            registry=metrics.registry,
+        )
+        self.started = metrics.counter("sessions_started", "conversations that got an engine slot")
+        self.ended = metrics.counter("sessions_ended", "conversations that ended, by reason", ["reason"])
+        self.rejected = metrics.counter("sessions_rejected", "connections refused, by why", ["why"])
+        self.steps = metrics.counter("engine_steps", "frame-loop steps")
+        self.overruns = metrics.counter("engine_overruns", "paced steps longer than one 80 ms frame")
+        self.underruns = metrics.counter("engine_underruns", "user frames missing when their step ran")
+        self.step_time = metrics.histogram(
+            "engine_step_seconds", "duration of one batch step", buckets=STEP_BUCKETS
+        )
+        self.frames = metrics.counter("frames", "frames delivered to conversations")
+        self.text = metrics.counter("text_pieces", "inner-monologue pieces produced by the front-end")
+        self.oracle = metrics.counter("oracle_pieces", "oracle ids that entered the front-end")
+        self.stt_lag = metrics.histogram("stt_lag_seconds", "STT hypothesis lag behind the audio", ["final"])
+        self.stt_errors = metrics.counter("stt_errors", "STT streams that failed")
+        self.llm = LLMMetrics(metrics)
+        self._seen = {"steps": 0, "overruns": 0, "underruns": 0}
+
+    def attach(self, log: EventLog) -> None:
+        """Feed a session's events into the metrics."""
+        log.subscribe(self.observe)
+        self.llm.attach(log)
+
+    def observe(self, event: Event) -> None:
+        kind = event["kind"]
+        if kind == "text":
+            self.text.inc()
+        elif kind == "oracle_piece":
+            self.oracle.inc()
+        elif kind in ("stt_partial", "stt_final"):
+            self.stt_lag.labels(str(kind == "stt_final").lower()).observe(event.get("lag_s", 0.0))
+        elif kind in ("stt_error", "stt_unavailable"):
+            self.stt_errors.inc()
+        elif kind == "session_end":
+            self.ended.labels(_reason_label(str(event.get("reason", "")))).inc()
+
+    def poll_engine(self, engine: Engine) -> None:
+        """Carry the engine thread's counters and new step times over (call it often, on the loop)."""
+        stats = engine.stats
+        steps = stats.steps
+        new = steps - self._seen["steps"]
+        if new > 0:
+            recent = list(stats.step_ms)[-new:]  # the deque holds far more than one poll interval of steps
+            for ms in recent:
+                self.step_time.observe(ms / 1e3)
+            self.steps.inc(new)
+        for name, counter in (("overruns", self.overruns), ("underruns", self.underruns)):
+            value = getattr(stats, name)
+            if value > self._seen[name]:
+                counter.inc(value - self._seen[name])
+            self._seen[name] = value
+        self._seen["steps"] = steps

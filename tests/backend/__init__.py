@@ -1,0 +1,1 @@
+"""Tests of the back-end: STT, LLM providers, knowledge base, oracle scheduler."""

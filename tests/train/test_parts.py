@@ -1,0 +1,85 @@
+"""Model parts, freezing, LoRA (moshi's) merged on export, gradient checkpointing, config errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kamevoice.errors import ConfigError
+from kamevoice.train.config import FinetuneConfig, ModelConfig, parse_train_config
+from kamevoice.train.losses import LossWeights, kame_loss
+from kamevoice.train.parts import ModelSource, apply_finetune, build_model, merged_model, part_of
+from tests.train.helpers import TRAIN_TEST_LM
+
+
+def _model(**model_cfg):
+    config = ModelConfig(lm_kwargs=dict(TRAIN_TEST_LM), tokenizer="unused.model", **model_cfg)
+    source = ModelSource(lm_kwargs=dict(TRAIN_TEST_LM), tokenizer="unused.model")
+    return build_model(source, config), source
+
+
+def _batch(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, model.card, (2, model.num_codebooks, 10), generator=g)
+    codes[:, 0] = torch.randint(0, 20, (2, 10), generator=g)
+    return codes, torch.randint(0, model.text_card, (2, 10), generator=g)
+
+
+def test_every_parameter_has_a_part_and_freezing_follows_parts():
+    model, _ = _model()
+    parts = {name: part_of(name) for name, _ in model.named_parameters()}
+    assert set(parts.values()) == {"temporal", "depth", "embeddings", "oracle"}
+    assert parts["oracle_emb.weight"] == "oracle" and parts["depformer_text_emb.weight"] == "depth"
+    apply_finetune(model, FinetuneConfig(freeze=["depth", "embeddings"]))
+    for name, p in model.named_parameters():
+        assert p.requires_grad == (parts[name] in ("temporal", "oracle")), name
+    with pytest.raises(ConfigError, match="nothing to train"):
+        apply_finetune(model, FinetuneConfig(freeze=["depth", "embeddings", "temporal", "oracle"]))
+
+
+def test_lora_starts_at_the_base_model_and_merges_exactly():
+    model, source = _model()
+    codes, oracle = _batch(model)
+    with torch.no_grad():
+        before = model(codes, oracle=oracle).text_logits
+    finetune = FinetuneConfig(mode="lora", lora_rank=4, freeze=["depth"])
+    counts = apply_finetune(model, finetune)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_" in n or n.startswith("oracle_emb") for n in trainable)
+    assert not any(n.startswith("depformer") and ".lora_" in n for n, _ in model.named_parameters())
+    assert counts["trainable"] < counts["params"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(codes, oracle=oracle).text_logits, before, equal_nan=True)  # B = 0
+        for name, p in model.named_parameters():
+            if ".lora_B." in name:
+                p.normal_(0, 0.05)  # as after training
+        adapted = model(codes, oracle=oracle)
+    merged = merged_model({k: v.clone() for k, v in model.state_dict().items()}, source, finetune)
+    assert not any("lora" in k for k in merged.state_dict())
+    with torch.no_grad():
+        out = merged(codes, oracle=oracle)
+    torch.testing.assert_close(out.text_logits, adapted.text_logits, equal_nan=True, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.logits, adapted.logits, equal_nan=True, rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    grads = []
+    for checkpointing in (False, True):
+        model, _ = _model(gradient_checkpointing=checkpointing)
+        model.train()
+        codes, oracle = _batch(model, seed=3)
+        kame_loss(model(codes, oracle=oracle), codes, 3, LossWeights()).backward()
+        grads.append(model.transformer.layers[0].self_attn.in_projs[0].weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_config_errors_name_the_field():
+    base = {"data": {"train": ["x"]}, "run": {"out_dir": "r"}}
+    with pytest.raises(ConfigError, match="either 'checkpoint' or"):
+        parse_train_config({**base, "model": {}})
+    with pytest.raises(ConfigError, match="needs 'tokenizer'"):
+        parse_train_config({**base, "model": {"preset": "small"}})
+    with pytest.raises(ConfigError, match=r"finetune.mode"):
+        parse_train_config({**base, "model": {"checkpoint": "c"}, "finetune": {"mode": "qlora"}})
+    with pytest.raises(ConfigError, match=r"optim.lrr"):
+        parse_train_config({**base, "model": {"checkpoint": "c"}, "optim": {"lrr": 1}})
