@@ -103,11 +103,12 @@ def _run_options(args: argparse.Namespace):
 
 
 def _llm_chat(args: argparse.Namespace):
-    from kamevoice.data.chat_stream import OpenAIChatOptions, OpenAIChatStream
+    from kamevoice.backend.llm.openai_compat import OpenAICompatProvider
+    from kamevoice.backend.llm.settings import OpenAICompatSettings
     from kamevoice.data.llm_calls import RetryingChat, RetryPolicy
 
-    provider = OpenAIChatStream(
-        OpenAIChatOptions(base_url=args.llm_base_url, model=args.llm_model, api_key_env=args.llm_key_env)
+    provider = OpenAICompatProvider(
+        OpenAICompatSettings(base_url=args.llm_base_url, model=args.llm_model, api_key_env=args.llm_key_env)
     )
     policy = RetryPolicy(
         max_concurrency=max(1, args.concurrency), max_attempts=max(1, args.llm_attempts),
@@ -158,7 +159,7 @@ def _dialogues(args: argparse.Namespace) -> int:
                     on_outcome=append,
                 )  # fmt: skip
             finally:
-                await provider.close()
+                await provider.aclose()
             summary.totals.update(chat.stats.totals())
             return summary
 
@@ -238,7 +239,7 @@ def _oracles(args: argparse.Namespace) -> int:
                 done, _run_options(args), concurrency=args.concurrency,
             )  # fmt: skip
         finally:
-            await provider.close()
+            await provider.aclose()
         summary.totals.update(chat.stats.totals())
         return summary
 

@@ -1,7 +1,8 @@
 """Calling a streaming chat LLM for data building: bounded concurrency, time limits, retries with back-off.
 
-Works with any provider object that has an async `stream(messages, system=...)`
-yielding text pieces (`kamevoice.backend.llm` providers, `chat_stream.OpenAIChatStream`).
+Works with any `kamevoice.backend.llm` provider (OpenAI-compatible, Anthropic,
+Google, or anything with the same async `stream(messages, system=...)`).
+Messages are plain `{"role", "content"}` dicts here and become `ChatMessage`s.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class ChatStreamer(Protocol):
-    """A streaming chat LLM: messages in, text pieces out."""
+    """A streaming chat LLM (`kamevoice.backend.llm.base.LLMProvider`): messages in, text pieces out."""
 
-    def stream(self, messages: list[dict[str, str]], system: str | None = ...) -> AsyncIterator[str]:
+    def stream(self, messages: list[Any], *, system: str) -> AsyncIterator[str]:
         """Stream the reply to `messages` under `system`."""
         ...
 
@@ -71,7 +72,10 @@ class RetryingChat:
         return self._slots
 
     async def _ask(self, messages: list[dict[str, str]], system: str | None) -> str:
-        pieces = [piece async for piece in self.provider.stream(messages, system=system)]
+        from kamevoice.backend.llm.base import ChatMessage
+
+        chat = [ChatMessage(m["role"], m["content"]) for m in messages]
+        pieces = [piece async for piece in self.provider.stream(chat, system=system or "")]
         return "".join(pieces)
 
     async def complete(

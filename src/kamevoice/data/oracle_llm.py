@@ -1,8 +1,8 @@
 """An LLM as oracle simulator: one prompt per hint level, bounded concurrency, retries with back-off.
 
-The provider is any object with an async `stream(messages, system=...)`
-yielding text pieces (the interface of `kamevoice.backend.llm`, or
-`chat_stream.OpenAIChatStream`). Nothing is imported from the back-end here.
+The provider is any `kamevoice.backend.llm` provider (async
+`stream(messages, system=...)` yielding text pieces), called through
+`kamevoice.data.llm_calls.RetryingChat`.
 
 The prompts ask for what the replying speaker would say next, 10-30 spoken
 words, and tell the model how much it may use the true reply at each level:
