@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kamevoice.data.commands",
     "kamevoice.backend.commands",
     "kamevoice.train.commands",
+    "kamevoice.eval.commands",
 )
 
 

@@ -117,7 +117,8 @@ def test_events_hint_levels_and_true_replies(built):
 
 def test_synth_agrees_whatever_the_worker_count(built, tmp_path):
     """Same voices, gaps and words with one worker as with two. espeak-ng itself is not bit-exact from
-    call to call (a few ms of jitter, measured up to 10 ms), so times are compared within 20 ms."""
+    call to call (a few ms per utterance, measured up to 10 ms, and it accumulates over a dialogue's turns:
+    22 ms seen), so times are compared within 100 ms, well below the 200 ms+ a different gap choice makes."""
     assert cli("data", "synth", built / "scripts", "--out", tmp_path, "--workers", "1",
                "--overlap-probability", "0.5", "--no-progress") == 0  # fmt: skip
     for path in (built / "data" / "text").iterdir():
@@ -125,7 +126,7 @@ def test_synth_agrees_whatever_the_worker_count(built, tmp_path):
         assert [(w.speaker, w.word) for w in ours] == [(w.speaker, w.word) for w in theirs]
         assert (
             max(max(abs(a.start - b.start), abs(a.end - b.end)) for a, b in zip(ours, theirs, strict=True))
-            < 0.02
+            < 0.1
         )
         a, _ = read_stereo_wav(tmp_path / "audio" / f"{path.stem}.wav")
         b, _ = read_stereo_wav(built / "data" / "audio" / f"{path.stem}.wav")

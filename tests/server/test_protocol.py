@@ -18,12 +18,12 @@ async def _talk(client: ChatClient, audio: np.ndarray, tail_s: float = 1.0, pace
 
 
 async def test_moshi_client_gets_handshake_audio_text_and_events(frontend, question_24k):
-    async with running_server(frontend) as (server, url):
+    async with running_server(frontend, max_sessions=2) as (server, url):
         async with ChatClient.connect(url) as client:
             assert client.got.handshake_at is not None
             await _talk(client, question_24k, tail_s=2.0, pace=0.08)
             ok = await client.wait_for(lambda c: c.events_of("stt_final") or c.events_of("user_turn"), 20)
-            await client.wait_quiet(0.5)
+            await client.wait_for(lambda c: c.events_of("llm_first_token"), 10)
             await client.ping(b"hi")
             await client.wait_for(lambda c: c.got.pongs, 5)
         got = client.got

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from kamevoice.errors import ConfigError
-from kamevoice.train.config import FinetuneConfig, ModelConfig, parse_train_config
+from kamevoice.frontend.checkpoint import save_checkpoint
+from kamevoice.train.config import FinetuneConfig, ModelConfig, load_train_config, parse_train_config
 from kamevoice.train.losses import LossWeights, kame_loss
-from kamevoice.train.parts import ModelSource, apply_finetune, build_model, merged_model, part_of
+from kamevoice.train.parts import (
+    ModelSource,
+    apply_finetune,
+    build_model,
+    merged_model,
+    part_of,
+    resolve_source,
+)
 from tests.train.helpers import TRAIN_TEST_LM
 
 
@@ -66,6 +75,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     grads = []
     for checkpointing in (False, True):
         model, _ = _model(gradient_checkpointing=checkpointing)
+        assert model.transformer.checkpointing == checkpointing
         model.train()
         codes, oracle = _batch(model, seed=3)
         kame_loss(model(codes, oracle=oracle), codes, 3, LossWeights()).backward()
@@ -83,3 +93,31 @@ def test_config_errors_name_the_field():
         parse_train_config({**base, "model": {"checkpoint": "c"}, "finetune": {"mode": "qlora"}})
     with pytest.raises(ConfigError, match=r"optim.lrr"):
         parse_train_config({**base, "model": {"checkpoint": "c"}, "optim": {"lrr": 1}})
+
+
+def test_a_plain_moshi_checkpoint_starts_with_oracle_emb_equal_to_text_emb(tmp_path, spm_path):
+    model, _ = _model()
+    ckpt = save_checkpoint(tmp_path / "moshi", model, dict(TRAIN_TEST_LM), tokenizer=spm_path)
+    state = load_file(str(ckpt / "model.safetensors"))
+    del state["oracle_emb.weight"]  # what a Moshi checkpoint looks like
+    save_file(state, str(ckpt / "model.safetensors"))
+    config = ModelConfig(checkpoint=str(ckpt))
+    source = resolve_source(config)
+    assert source.tokenizer.name == spm_path.name and source.weights is not None
+    loaded = build_model(source, config)
+    assert torch.equal(loaded.oracle_emb.weight, loaded.text_emb.weight)
+    assert torch.equal(loaded.text_emb.weight, model.text_emb.weight)
+
+
+def test_yaml_and_toml_configs_read_the_same(tmp_path):
+    (tmp_path / "a.toml").write_text(
+        '[model]\npreset = "small"\ntokenizer = "t.model"\n[data]\ntrain = ["s"]\n'
+        '[run]\nout_dir = "r"\n[loss]\naudio_weight = 1.0\n'
+    )
+    (tmp_path / "a.yaml").write_text(
+        "model: {preset: small, tokenizer: t.model}\ndata: {train: [s]}\nrun: {out_dir: r}\n"
+        "loss: {audio_weight: 1.0}\n"
+    )
+    a, b = load_train_config(tmp_path / "a.toml"), load_train_config(tmp_path / "a.yaml", run__steps=7)
+    assert a.loss.audio_weight == b.loss.audio_weight == 1.0 and a.loss.semantic == 100.0
+    assert (a.run.steps, b.run.steps) == (1000, 7) and a.optim.lr == 3e-5 and a.optim.betas == (0.9, 0.95)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from kamevoice.train.logging import read_log
+from kamevoice.train.logging import latest_per_step, read_log
 from kamevoice.train.loop import train
-from kamevoice.train.plot import _latest_per_step
 from kamevoice.train.state import TRAINER_STATE, list_checkpoints, read_trainer_state
 from tests.train.helpers import tiny_config
 
@@ -29,13 +30,11 @@ def test_resume_is_exact(tmp_path, shards, spm_path, mode):
     # Drop the step-4 checkpoint: the resume must restart from step 3 and redo step 4.
     latest = list_checkpoints(tmp_path / "cut")[-1]
     assert latest.name == "step-000004"
-    import shutil
-
     shutil.rmtree(latest)
     second = train(cut)
     assert second.step == 6 and [r["step"] for r in second.history] == [4, 5, 6]
 
-    curve = {r["step"]: r["loss"] for r in _latest_per_step(read_log(tmp_path / "cut"), "train")}
+    curve = {r["step"]: r["loss"] for r in latest_per_step(read_log(tmp_path / "cut"), "train")}
     reference = {r["step"]: r["loss"] for r in result.history}
     assert curve == reference  # bit-exact on the CPU: same data, same RNG, same optimizer state
 

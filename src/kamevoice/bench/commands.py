@@ -31,6 +31,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", nargs="?", const="-", help="write JSON (to FILE or stdout)")
     p.set_defaults(handler=run_frontend)
 
+    s = group.add_parser(
+        "serve",
+        help="N simulated Opus clients against a real server: step time, overruns, latency, memory",
+        description="Start a server in-process on loopback and drive N real-time Opus clients (the "
+        "question speech in a loop) for SECONDS per N; print step-time percentiles, overruns, the "
+        "latency the system adds to model audio, and memory.",
+    )
+    s.add_argument("--checkpoint", help="front-end checkpoint: local directory or hub repo id")
+    s.add_argument("--clients", default="1,2,4,8", help="comma-separated client counts")
+    s.add_argument("--seconds", type=float, default=10.0, help="seconds of talking per client count")
+    s.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
+    s.add_argument("--no-oracle", action="store_true", help="front-end alone: no STT, no LLM")
+    s.add_argument("--json", metavar="FILE", nargs="?", const="-", help="write JSON (to FILE or stdout)")
+    s.set_defaults(handler=run_serve)
+    from kamevoice.bench.train import register_train  # `kamevoice bench train` (issue 6)
+
+    register_train(group)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from kamevoice.bench.serve import serve_command
+
+    return serve_command(args)
+
 
 def run_frontend(args: argparse.Namespace) -> int:
     import torch

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,7 +50,9 @@ CLIENT_EVENTS = (
     "llm_first_token",
     "oracle_text",
     "oracle_unavailable",
+    "llm_error",
     "stt_unavailable",
+    "stt_error",
     "text",
     "frame_stats",
 )
@@ -72,9 +75,24 @@ def default_backend(settings: Settings) -> BackendFactories:
     from kamevoice.backend.llm.factory import make_llm
     from kamevoice.backend.stt import make_stt
 
+    shared: dict[str, Any] = {}
+    lock = threading.Lock()  # providers are built on worker threads; load the index once
+
+    def llm() -> Any:
+        if settings.llm.provider != "knowledge":
+            return make_llm(settings.llm)
+        # Each conversation gets its own provider; the read-only index (and its sentence encoder,
+        # ~400 MB) is loaded once and shared, or memory would grow by that much per session.
+        from kamevoice.backend.llm.knowledge import KnowledgeBase, KnowledgeProvider
+
+        with lock:
+            if "kb" not in shared:
+                shared["kb"] = KnowledgeBase.load(settings.llm.knowledge)
+        return KnowledgeProvider(settings.llm.knowledge, kb=shared["kb"])
+
     return BackendFactories(
         stt=lambda events: make_stt(settings.stt, events=events, clock=events.clock),
-        llm=lambda: make_llm(settings.llm),
+        llm=llm,
     )
 
 

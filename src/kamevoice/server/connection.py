@@ -18,11 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from kamevoice.clock import FRAME_SECONDS
 from kamevoice.errors import KameVoiceError
 from kamevoice.server import protocol
+from kamevoice.server.ogg import check_pages
 from kamevoice.server.protocol import Kind, ProtocolError
 from kamevoice.session import Session, SessionOutput
 
@@ -157,6 +158,8 @@ class Connection:
                 raise ConversationEnded("protocol error: text frames are not part of the protocol")
             elif msg.type == WSMsgType.ERROR:
                 exc = self.ws.exception()
+                if getattr(exc, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:  # aiohttp closed with 1009
+                    return f"message too big: {exc}", False
                 return f"connection error: {type(exc).__name__}: {exc}", False
         code = self.ws.close_code
         if code is not None and code not in (1000, 1001):
@@ -187,6 +190,10 @@ class Connection:
 
     def _decode_opus(self, payload: bytes) -> np.ndarray:
         assert self._reader is not None
+        try:
+            check_pages(payload)
+        except ProtocolError as exc:
+            raise ConversationEnded(f"bad audio: {exc}") from None
         try:
             pcm = self._reader.append_bytes(payload)
         except Exception as exc:  # sphn raises ValueError on a broken Ogg/Opus stream

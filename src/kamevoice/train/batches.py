@@ -101,9 +101,21 @@ def micro_batches(picks: list, size: int) -> list[list]:
     return [picks[i : i + size] for i in range(0, len(picks), size)]
 
 
-def collate(samples: list[dict[str, torch.Tensor]], oracle_pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack samples of possibly different lengths: `codes [B, K, T]` (-1 past the end) and
-    `oracle [B, T]` (PAD past the end; those frames come after every valid one, so they change nothing)."""
+def collate(
+    samples: list[dict[str, torch.Tensor]], oracle_pad: int, target_delays: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack samples of possibly different lengths: `codes [B, K, T]` and `oracle [B, T]`.
+
+    Frames past a sample's end get the zero token -1 in `codes` (no input, no target) and PAD in
+    `oracle`; they come after every real frame, so causality keeps them out of real predictions.
+    One more rule makes a padded sample count exactly the targets it has alone: a stream delayed
+    by d frames has its last d tokens predicted past the sample's end, where the sample alone has
+    no prediction at all (`LMOutput`'s mask); those tokens are set to -1 too. They are inputs only
+    to predictions of frames past the end, so nothing else changes.
+
+    Args:
+        target_delays: the delays of the predicted streams (text + the model's audio, `1 + dep_q`).
+    """
     T = max(s["codes"].shape[-1] for s in samples)
     K = samples[0]["codes"].shape[0]
     codes = torch.full((len(samples), K, T), PAD_FRAME, dtype=torch.long)
@@ -112,11 +124,15 @@ def collate(samples: list[dict[str, torch.Tensor]], oracle_pad: int) -> tuple[to
         n = s["codes"].shape[-1]
         codes[i, :, :n] = s["codes"]
         oracle[i, :n] = s["oracle"]
+        if n < T:
+            for k, delay in enumerate(target_delays):
+                if delay > 0:
+                    codes[i, k, max(0, n - delay) : n] = PAD_FRAME
     return codes, oracle
 
 
 def load_batch(
-    mix: ShardMix, picks: list[tuple[int, int]], oracle_pad: int
+    mix: ShardMix, picks: list[tuple[int, int]], oracle_pad: int, target_delays: list[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Read and collate the samples `picks` ((epoch, index) pairs)."""
-    return collate([mix.sample(index, epoch) for epoch, index in picks], oracle_pad)
+    return collate([mix.sample(index, epoch) for epoch, index in picks], oracle_pad, target_delays)

@@ -48,6 +48,12 @@ def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def latest_per_step(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """One record of `kind` per step, in step order (a resumed run logs some steps twice: the later wins)."""
+    by_step = {r["step"]: r for r in records if r.get("kind") == kind and "step" in r}
+    return [by_step[s] for s in sorted(by_step)]
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kamevoice.errors import CheckpointError, ConfigError
 from kamevoice.oracle.timeline import OracleIds
 from kamevoice.train.batches import (
     DataPosition,
@@ -106,17 +107,28 @@ class Trainer:
         self.config, self.ctx = config, ctx
         self.run_dir = Path(config.run.out_dir)
         self.source: ModelSource = resolve_source(config.model)
-        model = build_model(self.source, config.model, device="cpu")
+        model = build_model(self.source, config.model, device=ctx.device)
+        if model.n_q != 2 * model.dep_q:
+            raise ConfigError(
+                f"training reads the model's and the user's audio (n_q = 2 x dep_q); this LM has "
+                f"n_q {model.n_q}, dep_q {model.dep_q}"
+            )
         counts = apply_finetune(model, config.finetune)
         self.params, self.trainable = counts["params"], counts["trainable"]
         self.trainable_names = [n for n, p in model.named_parameters() if p.requires_grad]
         self.ids = OracleIds(start=model.oracle_start_id, pad=model.oracle_pad_id)
         self.pad_id, self.delays, self.dep_q = model.existing_text_padding_id, list(model.delays), model.dep_q
+        self.target_delays = self.delays[: 1 + self.dep_q]  # text + the model's audio streams
 
         resume_dir = latest_checkpoint(self.run_dir) if config.run.resume else None
         resumed: TrainerState | None = None
         if resume_dir is not None:
             resumed, weights = read_trainer_state(resume_dir)
+            if set(weights) != set(self.trainable_names):
+                raise CheckpointError(
+                    f"{resume_dir}: its trained parameters do not match this config's "
+                    "(finetune mode, frozen parts or LoRA rank changed?)"
+                )
             model.load_state_dict(weights, strict=False)  # frozen weights come from the source, unchanged
 
         self.strategy: Strategy = choose_strategy(
@@ -137,7 +149,7 @@ class Trainer:
             restore_rng(resume_dir, ctx.rank)
             self.step = resumed.step
             self.position = DataPosition(resumed.epoch, resumed.index)
-            self.frames_seen = resumed.tokens_seen
+            self.frames_seen = resumed.frames_seen
         self.resumed_from = resume_dir
 
         data = config.data
@@ -152,8 +164,6 @@ class Trainer:
             else None
         )
         if optim.batch_size % ctx.world:
-            from kamevoice.errors import ConfigError
-
             raise ConfigError(
                 f"optim.batch_size {optim.batch_size} must be a multiple of {ctx.world} processes"
             )
@@ -180,7 +190,8 @@ class Trainer:
         picks, next_position = self.train_data.take(self.position, cfg.optim.batch_size)
         mine = rank_slice(picks, ctx.rank, ctx.world)
         batches = [
-            load_batch(self.train_data, mb, self.ids.pad) for mb in micro_batches(mine, cfg.optim.micro_batch)
+            load_batch(self.train_data, mb, self.ids.pad, self.target_delays)
+            for mb in micro_batches(mine, cfg.optim.micro_batch)
         ]
         local_counts = sum(term_counts(codes, self.delays, self.dep_q, self.pad_id) for codes, _ in batches)
         counts = all_reduce_sum(local_counts, ctx)  # [4] targets per term in the whole global batch
@@ -237,7 +248,7 @@ class Trainer:
         for mode in ("on", "off"):
             total: LossTerms | None = None
             for mb in micro_batches(mine, self.config.optim.micro_batch):
-                codes, oracle = load_batch(self.valid_data, mb, self.ids.pad)
+                codes, oracle = load_batch(self.valid_data, mb, self.ids.pad, self.target_delays)
                 if mode == "off":
                     oracle = torch.full_like(oracle, self.ids.pad)
                 codes, oracle = codes.to(self.ctx.device), oracle.to(self.ctx.device)
@@ -276,7 +287,7 @@ class Trainer:
             optimizer=optim_state,
             schedule=cfg.optim.model_dump(),
             config=cfg.model_dump(),
-            tokens_seen=self.frames_seen,
+            frames_seen=self.frames_seen,
         )
         trainable = {k: state[k] for k in self.trainable_names} if ctx.is_main else {}
         write_trainer_files(staging, trainer_state, trainable, ctx.rank, ctx.is_main)

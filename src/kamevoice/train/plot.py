@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from kamevoice.errors import InputError
-from kamevoice.train.logging import LOG_NAME, read_log
+from kamevoice.train.logging import LOG_NAME, latest_per_step, read_log
 from kamevoice.train.losses import TERMS
 
 PLOT_NAME = "loss.png"
-
-
-def _latest_per_step(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    """One record per step (a resumed run logs some steps twice: the later one wins)."""
-    by_step = {r["step"]: r for r in records if r.get("kind") == kind and "step" in r}
-    return [by_step[s] for s in sorted(by_step)]
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
@@ -29,8 +22,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not (run_dir / LOG_NAME).is_file():
         raise InputError(f"{run_dir}: no {LOG_NAME} (not a training run directory?)")
     records = read_log(run_dir)
-    train = _latest_per_step(records, "train")
-    valid = _latest_per_step(records, "valid")
+    train = latest_per_step(records, "train")
+    valid = latest_per_step(records, "valid")
     if not train:
         raise InputError(f"{run_dir / LOG_NAME}: no training records yet")
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))

@@ -49,7 +49,7 @@ class TrainerState:
     optimizer: dict
     schedule: dict  # the LR schedule's settings (it is a function of `step`)
     config: dict  # the run's TrainConfig, for the record
-    tokens_seen: int = 0  # valid frames trained on so far (all ranks)
+    frames_seen: int = 0  # valid frames trained on so far (all ranks)
 
 
 def step_dir(run_dir: Path, step: int) -> Path:

@@ -59,6 +59,7 @@ class FakeDeepgram:
         self.mode = mode
         self.queries: list[dict[str, str]] = []
         self.bytes_received = 0
+        self.control: list[str] = []  # types of the JSON control messages received
 
     async def listen(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Token {KEY}":
@@ -96,8 +97,10 @@ class FakeDeepgram:
                     if self.mode == "malformed":
                         await ws.send_str("{this is not json")
                         self.mode = "ok"
-            elif msg.type == WSMsgType.TEXT and json.loads(msg.data).get("type") == "CloseStream":
-                break
+            elif msg.type == WSMsgType.TEXT:
+                self.control.append(json.loads(msg.data).get("type"))
+                if self.control[-1] == "CloseStream":
+                    break
         await stt.finish()
         await relay_task
         if not ws.closed:
@@ -177,3 +180,16 @@ async def test_nothing_listening(unused_tcp_port: int) -> None:
     with pytest.raises(STTError, match="cannot connect"):
         await stt.prepare()
     await stt.aclose()
+
+
+async def test_keepalive_while_no_audio_flows(server, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kamevoice.backend.stt.deepgram as deepgram
+
+    monkeypatch.setattr(deepgram, "KEEPALIVE_S", 0.1)
+    service, url = server
+    stt = client(url)
+    await stt.prepare()
+    await asyncio.sleep(0.35)
+    await stt.finish()
+    assert [h async for h in stt] == []
+    assert service.control.count("KeepAlive") >= 2 and service.control[-1] == "CloseStream"

@@ -36,7 +36,7 @@ __all__ = [
 
 
 def whisper_available(settings: STTSettings) -> bool:
-    """Whether faster-whisper and a Whisper model (a configured path or the packaged tiny.en) are installed."""
+    """Whether faster-whisper and a Whisper model (a set path or the packaged tiny.en) are installed."""
     if importlib.util.find_spec("faster_whisper") is None:
         return False
     if settings.whisper.model_path is not None:

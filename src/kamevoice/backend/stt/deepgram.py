@@ -42,6 +42,9 @@ from kamevoice.events import EventLog
 
 # Where the key comes from when the settings hold none (Deepgram's own SDKs use this name).
 API_KEY_ENV = "DEEPGRAM_API_KEY"
+# Deepgram closes a stream that gets no data for 10 s; a KeepAlive message after this long
+# without audio keeps a paused stream (e.g. the caller stopped pushing during playback) open.
+KEEPALIVE_S = 5.0
 
 
 def parse_words(alternative: dict[str, Any]) -> list[Word]:
@@ -75,6 +78,8 @@ class DeepgramSTT(STTStream):
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+        self._last_send = 0.0
         self._closing = False
         # The open utterance: finalised segments and their words.
         self._done_text: list[str] = []
@@ -111,6 +116,17 @@ class DeepgramSTT(STTStream):
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise STTError(f"cannot connect to Deepgram at {self.settings.url}: {exc}") from exc
         self._reader = asyncio.create_task(self._read(), name="deepgram-read")
+        self._keepalive = asyncio.create_task(self._keep_alive(), name="deepgram-keepalive")
+
+    async def _keep_alive(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._last_send = loop.time()
+        while self._ws is not None and not self._ws.closed and not self._closing:
+            await asyncio.sleep(max(0.05, self._last_send + KEEPALIVE_S - loop.time()))
+            if loop.time() - self._last_send >= KEEPALIVE_S and not self._ws.closed and not self._closing:
+                with contextlib.suppress(aiohttp.ClientError, ConnectionError, RuntimeError):
+                    await self._ws.send_str(json.dumps({"type": "KeepAlive"}))
+                self._last_send = loop.time()
 
     async def _prepare(self) -> None:
         if self._ws is None:
@@ -124,6 +140,7 @@ class DeepgramSTT(STTStream):
             raise STTError(f"Deepgram closed the connection (code {self._ws.close_code})")
         try:
             await self._ws.send_bytes(float_to_int16(audio).tobytes())
+            self._last_send = asyncio.get_running_loop().time()
         except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
             raise STTError(f"Deepgram connection lost while sending audio: {exc}") from exc
 
@@ -142,8 +159,9 @@ class DeepgramSTT(STTStream):
             self._fail(STTError(f"Deepgram sent no close within {self.settings.close_timeout_s} s"))
 
     async def _release(self) -> None:
-        if self._reader is not None and not self._reader.done():
-            self._reader.cancel()
+        for task in (self._reader, self._keepalive):
+            if task is not None and not task.done():
+                task.cancel()
         if self._ws is not None:
             await self._ws.close()
         if self._session is not None:

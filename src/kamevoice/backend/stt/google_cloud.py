@@ -7,15 +7,19 @@ word time offsets, interim results on), the following ones `audio_content`
 Responses carry `results`: interim ones become partials (their transcripts
 joined), an `is_final` one becomes this stream's final for that utterance.
 Messages are the `google-cloud-speech` package's types; the call itself is
-made with plain `grpc.aio`, so any endpoint (a local server in the tests)
-works. Credentials: an API key (`x-goog-api-key`), an OAuth access token, or
-Application Default Credentials through `google.auth` when neither is set.
+made with plain `grpc` (any endpoint works, a local server in the tests), on
+grpc's own threads: its synchronous API reports the server's status when the
+server ends a stream while audio is still being written, where grpc.aio
+reports INTERNAL instead (grpc issue 36066). Credentials: an API key
+(`x-goog-api-key`), an OAuth access token, or Application Default
+Credentials through `google.auth` when neither is set.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import queue
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -72,6 +76,8 @@ class GoogleSTT(STTStream):
         self._t = _types()
         self._call: Any = None
         self._channel: Any = None
+        # Audio for grpc's sending thread (None ends the request stream).
+        self._requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._reader: asyncio.Task[None] | None = None
 
     # -- connection -------------------------------------------------------------------------
@@ -89,7 +95,7 @@ class GoogleSTT(STTStream):
 
         s = self.settings
         if not s.tls:
-            return grpc.aio.insecure_channel(s.endpoint)
+            return grpc.insecure_channel(s.endpoint)
         creds = grpc.ssl_channel_credentials()
         if s.api_key is None and s.access_token is None:
             try:
@@ -106,7 +112,7 @@ class GoogleSTT(STTStream):
                 raise STTAuthError(
                     f"no Google credentials: set stt.google.api_key or access_token, or configure ADC ({exc})"
                 ) from exc
-        return grpc.aio.secure_channel(s.endpoint, creds)
+        return grpc.secure_channel(s.endpoint, creds)
 
     def config_request(self) -> Any:
         """The first request of the stream."""
@@ -125,39 +131,28 @@ class GoogleSTT(STTStream):
         )
 
     async def _connect(self) -> None:
-        t = self._t
+        import grpc
+
         self._channel = self._open_channel()
         try:
-            await asyncio.wait_for(self._channel.channel_ready(), self.settings.connect_timeout_s)
-        except TimeoutError as exc:
+            await asyncio.to_thread(
+                grpc.channel_ready_future(self._channel).result, timeout=self.settings.connect_timeout_s
+            )
+        except grpc.FutureTimeoutError as exc:
             raise STTError(f"cannot reach Google Speech at {self.settings.endpoint}") from exc
-        # Written request by request (not from an iterator): a write that fails because the
-        # server already ended the call is then ours to handle, and the status comes from the reader.
+        t = self._t
         self._call = self._channel.stream_stream(
             METHOD,
             request_serializer=t.StreamingRecognizeRequest.serialize,
             response_deserializer=t.StreamingRecognizeResponse.deserialize,
-        )(metadata=self._metadata())
-        self._reader = asyncio.create_task(self._read(self._call), name="google-stt-read")
-        await self._write(self.config_request())
+        )(self._request_stream(), metadata=self._metadata())
+        self._reader = asyncio.create_task(asyncio.to_thread(self._read, asyncio.get_running_loop()))
 
-    async def _write(self, request: Any) -> None:
-        # A write that fails because the server has just ended the call makes grpc.aio replace
-        # the server's status with INTERNAL "Internal error from Core" (grpc issue 36066), so
-        # never write once the call is known to be over.
-        if self._call.done():
-            await self._ended_by_server()
-        try:
-            await self._call.write(request)
-        except Exception as exc:  # the call is over: the reader knows why
-            await self._ended_by_server(exc)
-
-    async def _ended_by_server(self, exc: BaseException | None = None) -> None:
-        if self._reader is not None:
-            await asyncio.wait([self._reader], timeout=self.settings.connect_timeout_s)
-        if self._error is not None:
-            raise self._error
-        raise STTError(f"Google Speech ended the stream{f': {exc}' if exc else ''}")
+    def _request_stream(self) -> Iterator[Any]:
+        """Requests for grpc's sending thread: the config, then audio until the end marker."""
+        yield self.config_request()
+        while (chunk := self._requests.get()) is not None:
+            yield self._t.StreamingRecognizeRequest(audio_content=chunk)
 
     # -- streaming ----------------------------------------------------------------------------
 
@@ -169,47 +164,55 @@ class GoogleSTT(STTStream):
         if self._channel is None:
             await self._connect()
         if self._reader is not None and self._reader.done():
-            await self._ended_by_server()
+            raise self._error or STTError("Google Speech ended the stream")
         data = float_to_int16(audio).tobytes()
         for i in range(0, len(data), MAX_REQUEST_BYTES):
-            await self._write(
-                self._t.StreamingRecognizeRequest(audio_content=data[i : i + MAX_REQUEST_BYTES])
-            )
+            self._requests.put(data[i : i + MAX_REQUEST_BYTES])
 
     async def _end(self) -> None:
-        if self._call is None:
-            return
-        with contextlib.suppress(Exception):  # already over: the reader has the status
-            await self._call.done_writing()
+        self._requests.put(None)
         if self._reader is not None:
             await self._reader
 
     async def _release(self) -> None:
-        if self._reader is not None and not self._reader.done():
-            self._reader.cancel()
+        self._requests.put(None)
         if self._call is not None:
             self._call.cancel()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
         if self._channel is not None:
-            await self._channel.close()
+            self._channel.close()
 
-    async def _read(self, call: Any) -> None:
+    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Iterate the responses on a worker thread, handing each to the event loop."""
         import grpc
 
+        def report(exc: STTError) -> None:
+            loop.call_soon_threadsafe(self._fail, exc)
+
         try:
-            async for response in call:
-                if response is None:  # grpc could not deserialise it (and logged why)
-                    raise STTError("malformed response from Google Speech: not a StreamingRecognizeResponse")
-                self._on_response(response)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
+            for response in self._call:
+                loop.call_soon_threadsafe(self._on_response_safe, response)
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+            if code == grpc.StatusCode.CANCELLED and self._closed:
+                return  # we cancelled it
             if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-                self._fail(STTAuthError(f"Google Speech refused the credentials: {exc.details()}"))
+                report(STTAuthError(f"Google Speech refused the credentials: {details}"))
+            elif code == grpc.StatusCode.INTERNAL and "deserializ" in details.lower():
+                report(STTError(f"malformed response from Google Speech: {details}"))
             else:
-                self._fail(STTError(f"Google Speech stream failed: {code.name}: {exc.details()}"))
+                report(STTError(f"Google Speech stream failed: {code.name}: {details}"))
+        except Exception as exc:
+            report(STTError(f"Google Speech reader failed: {type(exc).__name__}: {exc}"))
+
+    def _on_response_safe(self, response: Any) -> None:
+        try:
+            self._on_response(response)
         except STTError as exc:
             self._fail(exc)
         except Exception as exc:
-            self._fail(STTError(f"Google Speech reader failed: {type(exc).__name__}: {exc}"))
+            self._fail(STTError(f"malformed response from Google Speech: {type(exc).__name__}: {exc}"))
 
     def _on_response(self, response: Any) -> None:
         if response.error and response.error.code:

@@ -35,6 +35,10 @@ from kamevoice.events import EventLog
 log = logging.getLogger(__name__)
 
 _PUNCT = re.compile(r"[^\w']+")
+# Whisper's own silence rule: a segment it thinks is probably not speech and decodes with low
+# confidence is dropped (tiny models otherwise "hear" 'you' or 'Thank you.' in a cough or a click).
+NO_SPEECH_PROB = 0.6
+LOW_AVG_LOGPROB = -1.0
 
 
 def default_model_path() -> Path:
@@ -77,6 +81,8 @@ def decode(model: Any, audio: np.ndarray, offset: float, settings: WhisperSettin
     )
     words = []
     for seg in segments:
+        if seg.no_speech_prob > NO_SPEECH_PROB and seg.avg_logprob < LOW_AVG_LOGPROB:
+            continue
         for w in seg.words or ():
             text = w.word.strip()
             if text:
