@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pydantic import BaseModel
 from safetensors.torch import load_file, save_file
 
 from kamevoice.errors import ConfigError
 from kamevoice.frontend.checkpoint import save_checkpoint
-from kamevoice.train.config import FinetuneConfig, ModelConfig, load_train_config, parse_train_config
+from kamevoice.train.config import (
+    FinetuneConfig,
+    ModelConfig,
+    TrainConfig,
+    load_train_config,
+    parse_train_config,
+)
 from kamevoice.train.losses import LossWeights, kame_loss
 from kamevoice.train.parts import (
     ModelSource,
@@ -121,3 +128,15 @@ def test_yaml_and_toml_configs_read_the_same(tmp_path):
     a, b = load_train_config(tmp_path / "a.toml"), load_train_config(tmp_path / "a.yaml", run__steps=7)
     assert a.loss.audio_weight == b.loss.audio_weight == 1.0 and a.loss.semantic == 100.0
     assert (a.run.steps, b.run.steps) == (1000, 7) and a.optim.lr == 3e-5 and a.optim.betas == (0.9, 0.95)
+
+
+def test_every_config_field_is_documented():
+    def walk(model: type[BaseModel], prefix: str):
+        for name, field in model.model_fields.items():
+            yield f"{prefix}{name}", field
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                yield from walk(field.annotation, f"{prefix}{name}.")
+
+    fields = dict(walk(TrainConfig, ""))
+    assert len(fields) > 50 and "run.export_dtype" in fields and "loss.audio_weight" in fields
+    assert [name for name, field in fields.items() if not field.description] == []

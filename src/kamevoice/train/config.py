@@ -107,7 +107,7 @@ class OptimConfig(Section):
     lr: float = Field(3e-5, gt=0, description="peak learning rate (published 3e-5)")
     betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas (published 0.9, 0.95)")
     weight_decay: float = Field(0.1, ge=0, description="on matrices and embeddings, not on norms/biases")
-    eps: float = Field(1e-8, gt=0)
+    eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
     warmup_steps: int = Field(100, ge=0, description="linear warm-up from 0")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr * this at the last step")
     grad_clip: float = Field(1.0, ge=0, description="max global gradient norm (0: no clipping)")
@@ -146,12 +146,12 @@ class RunConfig(Section):
 class TrainConfig(Section):
     """A whole training run."""
 
-    model: ModelConfig
-    finetune: FinetuneConfig = FinetuneConfig()
-    data: DataConfig
-    optim: OptimConfig = OptimConfig()
-    loss: LossWeights = LossWeights()
-    run: RunConfig
+    model: ModelConfig = Field(description="initial weights: a checkpoint, or a shape from scratch")
+    finetune: FinetuneConfig = Field(FinetuneConfig(), description="full or LoRA, frozen parts")
+    data: DataConfig = Field(description="training and validation shards")
+    optim: OptimConfig = Field(OptimConfig(), description="AdamW, schedule, batch sizes")
+    loss: LossWeights = Field(LossWeights(), description="loss weights (kamevoice.train.losses)")
+    run: RunConfig = Field(description="run directory, length, devices, logging, checkpoints")
 
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:

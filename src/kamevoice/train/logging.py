@@ -20,8 +20,15 @@ from typing import Any
 import torch
 
 LOG_NAME = "log.jsonl"
-# Figures shown on the console line, in this order (the JSONL file gets everything).
-CONSOLE_KEYS = ("loss", "loss/text_non_pad", "loss/semantic", "acc/text_non_pad", "frames_per_s", "mem_mb")
+# Figures shown on the progress bar (label: record key), in this order; the JSONL file gets everything.
+CONSOLE_KEYS = {
+    "loss": "loss",
+    "text": "loss/text_non_pad",
+    "sem": "loss/semantic",
+    "text_acc": "acc/text_non_pad",
+    "frames/s": "frames_per_s",
+    "MB": "mem_mb",
+}
 
 
 def memory_mb(device: torch.device) -> float:
@@ -117,7 +124,9 @@ class RunLogger:
         if self._bar is None:
             return
         if record is not None:
-            self._bar.set_postfix_str(" ".join(f"{k}={_fmt(record[k])}" for k in CONSOLE_KEYS if k in record))
+            self._bar.set_postfix_str(
+                " ".join(f"{label}={_fmt(record[k])}" for label, k in CONSOLE_KEYS.items() if k in record)
+            )
         self._bar.update(steps)
 
     def message(self, text: str) -> None:
@@ -139,5 +148,5 @@ class RunLogger:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
     return str(value)

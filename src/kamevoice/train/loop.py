@@ -347,11 +347,11 @@ class Trainer:
                 log.advance(1)
                 if self.valid_data is not None and cfg.run.eval_every and self.step % cfg.run.eval_every == 0:
                     log.write({"kind": "valid", "step": self.step, **self.validate()})
-                    tick = time.perf_counter()
+                    tick, frames_since = time.perf_counter(), 0  # throughput counts training only
                 if (cfg.run.save_every and self.step % cfg.run.save_every == 0) or self.step == end:
                     last_ckpt = self.save()
                     log.message(f"saved {last_ckpt}")
-                    tick = time.perf_counter()
+                    tick, frames_since = time.perf_counter(), 0
         finally:
             log.close()
         return TrainResult(
