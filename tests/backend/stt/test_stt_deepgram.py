@@ -159,6 +159,14 @@ async def test_wrong_key_is_an_auth_error(server, flite_speech: list[Utterance])
     stt = client(url, key="wrong")
     with pytest.raises(STTAuthError, match="refused the API key"):
         await transcribe_file(stt, flite_speech[0].path)
+    # Pushing by hand: the push that connects fails, so do later ones, and so does the reader.
+    stt = client(url, key="wrong")
+    for _ in range(2):
+        with pytest.raises(STTAuthError, match=r"HTTP 401"):
+            await stt.push(np.zeros(1600, np.int16), 16_000)
+    await stt.finish()
+    with pytest.raises(STTAuthError):
+        _ = [h async for h in stt]
 
 
 async def test_server_closing_mid_stream(server, flite_speech: list[Utterance]) -> None:

@@ -78,10 +78,13 @@ async def test_task_language_model_beats_the_general_one(espeak_speech: list[Utt
     assert task < general - 0.2
 
 
-async def test_task_model_from_a_corpus_file(flite_speech: list[Utterance], tmp_path: Path) -> None:
+async def test_task_model_from_a_corpus_file(
+    flite_speech: list[Utterance], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     corpus = tmp_path / "kb.txt"
-    corpus.write_text(DOMAIN_TEXT.replace("\n", ". ").upper(), encoding="utf-8")
+    corpus.write_text(DOMAIN_TEXT.replace("\n", ". ").upper() + ". Ask the zorblax.", encoding="utf-8")
     assert await corpus_wer(flite_speech, SphinxSettings(corpus=corpus)) <= TASK_FLITE_MAX_WER
+    assert "zorblax" in caplog.text  # a corpus word without a pronunciation is reported
 
 
 def test_corpus_normalisation() -> None:

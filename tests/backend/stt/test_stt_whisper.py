@@ -107,3 +107,19 @@ async def test_paired_gives_sphinx_partials_and_whisper_finals(espeak_speech: li
     assert wer(u.text, final.text) <= 0.2
     whisper_alone = finals(await transcribe_file(WhisperSTT(model=model), u.path))[0]
     assert final.text == whisper_alone.text
+
+
+async def test_paired_keeps_utterances_in_order(
+    two_utterances: Path, flite_speech: list[Utterance], model
+) -> None:
+    from kamevoice.backend.stt.paired import PairedSTT
+
+    hyps = await transcribe_file(PairedSTT(model=model), two_utterances)
+    first, second = finals(hyps)
+    i = hyps.index(first)
+    second_start = flite_speech[0].duration + PAD_S - 0.5  # pre-roll margin
+    # Partials of the second utterance (held while Whisper decoded the first) come after its final.
+    assert all(h.audio_end < second_start for h in hyps[:i])
+    assert all(h.audio_end > second_start for h in hyps[i + 1 :])
+    assert normalise(first.text) == normalise(flite_speech[0].text)
+    assert normalise(second.text) == normalise(flite_speech[1].text)

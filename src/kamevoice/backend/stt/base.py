@@ -160,7 +160,7 @@ class STTStream(ABC):
         if self._finishing:
             raise InputError(f"{self.name}: push() after finish()")
         if self._error is not None:
-            raise STTError(f"{self.name}: the stream has failed: {self._error}") from self._error
+            raise self._error  # the failure that ended the stream, with its own type
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
             raise InputError(f"sample_rate must be an int in Hz, got {sample_rate!r}")
         sample_rate = int(sample_rate)
@@ -180,6 +180,10 @@ class STTStream(ABC):
         except KameVoiceError as exc:  # the engine or the service failed: the reader hears it too
             self._fail(exc)
             raise
+        except Exception as exc:  # an engine bug: same, named
+            error = STTError(f"{self.name}: {type(exc).__name__}: {exc}")
+            self._fail(error)
+            raise error from exc
 
     async def finish(self) -> None:
         """Say that the audio has ended: flush the engine, emit the last final, then end the iterator."""

@@ -34,10 +34,12 @@ class SpeechAudio:
 
     t: float
     audio: np.ndarray
+    rate: int = 16_000
 
     @property
     def end(self) -> float:
-        return self.t + len(self.audio) / 16_000
+        """Stream time just after the last sample."""
+        return self.t + len(self.audio) / self.rate
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class Endpointer:
         events: list[SpeechEvent] = []
         if self.in_speech:
             if len(self._pending):
-                events.append(SpeechAudio(self._n * self.frame / self.rate, self._pending))
+                events.append(SpeechAudio(self._n * self.frame / self.rate, self._pending, self.rate))
             end = (self._n * self.frame + len(self._pending)) / self.rate
             events.append(SpeechEnd(end))
             self.in_speech = False
@@ -117,12 +119,12 @@ class Endpointer:
                 self.in_speech = True
                 start = (self._n - len(self._history)) * self.frame / self.rate
                 events.append(SpeechStart(start))
-                events.append(SpeechAudio(start, np.concatenate(list(self._history))))
+                events.append(SpeechAudio(start, np.concatenate(list(self._history)), self.rate))
                 self._history.clear()
                 self._silence_run = 0
                 self._utt_frames = 0
             return
-        events.append(SpeechAudio(t, frame))
+        events.append(SpeechAudio(t, frame, self.rate))
         self._utt_frames += 1
         self._silence_run = 0 if speech else self._silence_run + 1
         if self._silence_run >= self._end_frames or self._utt_frames >= self._max_frames:
@@ -140,7 +142,7 @@ def _merge_audio(events: list[SpeechEvent]) -> list[SpeechEvent]:
             run.append(ev)
             continue
         if run:
-            merged.append(SpeechAudio(run[0].t, np.concatenate([r.audio for r in run])))
+            merged.append(SpeechAudio(run[0].t, np.concatenate([r.audio for r in run]), run[0].rate))
             run = []
         if ev is not None:
             merged.append(ev)

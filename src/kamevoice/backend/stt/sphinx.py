@@ -55,6 +55,30 @@ def corpus_sentences(text: str) -> list[str]:
     return sentences
 
 
+def default_dictionary() -> Path:
+    """CMUdict as shipped in the pocketsphinx wheel."""
+    import pocketsphinx
+
+    return Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict"
+
+
+def subset_dictionary(dictionary: Path, words: set[str], out_path: Path) -> set[str]:
+    """Write the entries of `words` (all pronunciations) to `out_path`; returns the words it lacks.
+
+    A decoder with a task LM loads in ~15 ms with this, against 2.5-5 s with all of CMUdict.
+    """
+    found, lines = set(), []
+    with open(dictionary, encoding="utf-8") as f:
+        for line in f:
+            head = line.split(maxsplit=1)[0] if line.strip() else ""
+            word = _ALT_PRON.sub("", head)
+            if word in words:
+                found.add(word)
+                lines.append(line if line.endswith("\n") else line + "\n")
+    out_path.write_text("".join(lines), encoding="utf-8")
+    return words - found
+
+
 def build_task_lm(text: str, out_path: Path) -> list[str]:
     """Write an ARPA trigram model of `text` to `out_path`; returns the normalised sentences."""
     from pocketsphinx.lm import ArpaBoLM
@@ -114,8 +138,14 @@ class SphinxSTT(STTStream):
             elif s.corpus is not None or s.corpus_text is not None:
                 text = s.corpus_text if s.corpus_text is not None else Path(s.corpus).read_text("utf-8")  # type: ignore[arg-type]
                 arpa = Path(tmp) / "task.lm"
-                build_task_lm(text, arpa)
+                sentences = build_task_lm(text, arpa)
                 config["lm"] = str(arpa)
+                vocabulary = {w for sentence in sentences for w in sentence.split()}
+                small = Path(tmp) / "task.dict"
+                missing = subset_dictionary(s.dictionary or default_dictionary(), vocabulary, small)
+                if missing:
+                    log.warning("sphinx task corpus words without a pronunciation: %s", sorted(missing))
+                config["dict"] = str(small)
             elif s.lm is not None:
                 config["lm"] = str(s.lm)
             try:
