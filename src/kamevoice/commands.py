@@ -16,6 +16,7 @@ NO_DEFAULT_MODEL = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    register_demo(sub)
     run = sub.add_parser(
         "run",
         help="play an audio file into a KAME session; write the reply, events and transcript",
@@ -69,6 +70,57 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lockstep", action="store_true", help="testing: step when every session has audio (deterministic)"
     )
     serve.set_defaults(handler=_serve)
+
+
+def register_demo(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="speak a question (espeak-ng) into the offline back-end and show it think, no download needed",
+        description="Synthesise a spoken question with espeak-ng, stream it into the embedded STT and the "
+        "knowledge-base back-end on the virtual clock, and print the partial transcripts and the oracles as "
+        "they grow. With a front-end checkpoint (--checkpoint or settings) it also runs the full session "
+        "and writes the stereo reply.",
+    )
+    demo.add_argument("--text", default=DEMO_QUESTION, help="what the user says")
+    demo.add_argument("--checkpoint", help="front-end checkpoint for the full session (optional)")
+    demo.add_argument(
+        "--out", default="kamevoice-demo.wav", help="stereo reply WAV when a checkpoint is given"
+    )
+    demo.set_defaults(handler=run_demo_command)
+
+
+# A question the shipped example FAQ (a fictional bicycle shop) can answer.
+DEMO_QUESTION = "Hi, what time do you open on Saturday?"
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    import soundfile as sf
+
+    from kamevoice.backend.oracle_run import run_oracle_file
+    from kamevoice.data.tts import get_engine
+
+    settings = _settings(args)
+    speech = get_engine("espeak").synthesize(args.text)
+    pad = np.zeros(int(0.5 * speech.sample_rate), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "question.wav"
+        sf.write(wav, np.concatenate([pad, speech.audio, pad]), speech.sample_rate)
+        print(f'user says: "{args.text}" ({len(speech.audio) / speech.sample_rate:.1f} s, espeak-ng)')
+        run_oracle_file(wav, settings)
+        checkpoint = args.checkpoint or settings.frontend.checkpoint
+        if checkpoint:
+            ns = argparse.Namespace(audio=str(wav), out=args.out, events=None, transcript=None,
+                                    checkpoint=checkpoint, device=None, seed=None, tail=4.0, realtime=False,
+                                    no_oracle=False)  # fmt: skip
+            run_file_command(ns)
+            print(f"stereo reply (user left, model right): {args.out}")
+        else:
+            print("(no front-end checkpoint configured: the back-end ran alone; see --checkpoint)")
+    return 0
 
 
 def _settings(args: argparse.Namespace):

@@ -108,3 +108,11 @@ def test_oracle_command_prints_partials_and_a_growing_oracle(question_wav, capsy
     assert "partial:" in out and "oracle #" in out
     kinds = {json.loads(line)["kind"] for line in events.read_text().splitlines()}
     assert {"stt_partial", "stt_final", "llm_request", "llm_first_token"} <= kinds
+
+
+def test_demo_speaks_a_question_into_the_offline_back_end(capsys, monkeypatch):
+    monkeypatch.delenv("KAMEVOICE_FRONTEND__CHECKPOINT", raising=False)
+    assert main(["demo", "--text", "What time do you open on Saturday?"]) == 0
+    out = capsys.readouterr().out
+    assert "final  :" in out and "oracle #" in out
+    assert "Saturday from 10 to 5" in out  # the shipped FAQ's answer reached an oracle
