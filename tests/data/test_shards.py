@@ -186,3 +186,16 @@ def test_shards_end_to_end_with_resume_and_a_corrupt_item(tmp_path, codec_checkp
     # Augmented samples are a pure function of (seed, epoch, index).
     aug = ShardDataset(out, ids, SampleOptions(seq_len=None, audio_codebooks=2, seed=4))
     assert torch.equal(aug.sample(0, epoch=1)["oracle"], aug.sample(0, epoch=1)["oracle"])
+
+
+def test_shards_command(tmp_path, codec_checkpoint):
+    from tests.data.helpers import cli
+
+    data = tmp_path / "data"
+    _make_item(data, "one", 2.0, 24000, np.random.default_rng(1))
+    out = tmp_path / "shards"
+    assert cli("data", "shards", data, "--out", out, "--checkpoint", codec_checkpoint, "--no-progress") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["items"] == 1 and summary["oracle_events"] == 2
+    assert cli("data", "shards", data, "--out", out, "--checkpoint", codec_checkpoint, "--no-progress") == 0
+    assert json.loads((out / "summary.json").read_text())["skipped_done"] == 1

@@ -79,6 +79,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     p.set_defaults(handler=_oracles)
 
+    p = sub.add_parser(
+        "shards",
+        help="kame_finetune layout (text/, audio/, oracle_raw/) -> tokenised training shards",
+        description="Encode each dialogue's audio with the checkpoint's codec, put the modelled speaker's "
+        "words and the oracle events on the 80 ms frame grid, and write safetensors shards with an index. "
+        "Resumable; augmentation is applied at training time, not here.",
+    )
+    p.add_argument(
+        "in_dir", help="directory with text/*.json, audio/*.wav and (optionally) oracle_raw/*.json"
+    )
+    p.add_argument("--out", required=True, help="shard directory")
+    p.add_argument(
+        "--checkpoint", required=True, help="front-end checkpoint whose codec and tokenizer to use"
+    )
+    p.add_argument("--speaker", choices=["A", "B"], default="B", help="the speaker the model plays")
+    p.add_argument("--per-shard", type=int, default=256, help="dialogues per shard file")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_shards)
+
     p = sub.add_parser("show", help="print a dialogue with word times and oracle events; --plot writes a PNG")
     p.add_argument("id", metavar="ID")
     p.add_argument(
@@ -93,6 +113,22 @@ def _finish(summary, out: Path) -> int:
     summary.write(path)
     print(summary.render())
     print(f"summary written to {path}")
+    return EXIT_SOME_FAILED if summary.failures else 0
+
+
+def _shards(args: argparse.Namespace) -> int:
+    from kamevoice.data.shard_build import build_shards
+
+    summary = build_shards(
+        args.in_dir, args.out, args.checkpoint, model_speaker=args.speaker, per_shard=args.per_shard,
+        workers=args.workers, progress=not args.no_progress,
+    )  # fmt: skip
+    print(
+        f"{summary.items} dialogues ({summary.hours:.2f} h) tokenised, {summary.skipped_done} already done, "
+        f"{summary.oracle_events} oracle events, {len(summary.failures)} failed"
+    )
+    for item, reason in summary.failures.items():
+        print(f"  failed {item}: {reason}")
     return EXIT_SOME_FAILED if summary.failures else 0
 
 
