@@ -8,18 +8,15 @@ import random
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from kamevoice.data.align import align_text, tokenize_oracles
 from kamevoice.data.augment import NO_AUGMENT, AugmentOptions, augment_oracles
 from kamevoice.data.formats import Word, read_oracle_events, read_words, write_stereo_wav
 from kamevoice.data.shard_build import build_shards
 from kamevoice.data.shards import SampleOptions, ShardDataset, read_example
-from kamevoice.frontend.checkpoint import save_checkpoint
-from kamevoice.frontend.codec import MimiCodec, mimi_config
 from kamevoice.oracle.timeline import OracleEvent, OracleIds, layout_oracle
 from tests.data.helpers import SAMPLE_DIR
-from tests.frontend.helpers import SMALL_TEST_LM, small_lm
+from tests.frontend.helpers import SMALL_TEST_LM, save_codec_checkpoint
 
 
 class WordTokenizer:
@@ -103,19 +100,7 @@ def codec_checkpoint(tmp_path_factory):
     from tests.conftest import train_spm
 
     root = tmp_path_factory.mktemp("codec_ckpt")
-    spm_path = train_spm(root / "tok.model")
-    torch.manual_seed(0)
-    codec = MimiCodec.load(None, num_codebooks=2, reduced=True)
-    weights = root / "mimi.safetensors"
-    save_file({k: v.contiguous() for k, v in codec.model.state_dict().items()}, str(weights))
-    return save_checkpoint(
-        root / "ckpt",
-        small_lm(),
-        dict(SMALL_TEST_LM),
-        tokenizer=spm_path,
-        codec_weights=weights,
-        codec_config=mimi_config(reduced=True),
-    )
+    return save_codec_checkpoint(root, train_spm(root / "tok.model"))
 
 
 def _make_item(data_dir, item, seconds, rate, rng):

@@ -37,3 +37,33 @@ def small_lm(seed: int = 0):
     with torch.no_grad():
         model.oracle_emb.weight.normal_(0, 1.0)
     return model.eval()
+
+
+def make_test_codec(num_codebooks: int = 2, bins: int = 32, seed: int = 0):
+    """A reduced, random-weight Mimi whose codebooks have `bins` entries (the test LM's `card`)."""
+    from kamevoice.frontend.codec import MimiCodec, mimi_config
+
+    config = mimi_config(reduced=True)
+    config["quantizer"]["bins"] = bins
+    torch.manual_seed(seed)
+    return MimiCodec.load(None, num_codebooks=num_codebooks, config=config), config
+
+
+def save_codec_checkpoint(root, tokenizer, model=None, lm_kwargs=None, seed: int = 0):
+    """A published-layout checkpoint with a test codec: weights file + mimi_config.json + tokenizer."""
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from kamevoice.frontend.checkpoint import save_checkpoint
+
+    lm_kwargs = dict(lm_kwargs or SMALL_TEST_LM)
+    model = model if model is not None else small_lm()
+    codec, config = make_test_codec(num_codebooks=lm_kwargs["dep_q"], bins=lm_kwargs["card"], seed=seed)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    weights = root / "mimi_test.safetensors"
+    save_file({k: v.contiguous() for k, v in codec.model.state_dict().items()}, str(weights))
+    return save_checkpoint(
+        root / "ckpt", model, lm_kwargs, tokenizer=tokenizer, codec_weights=weights, codec_config=config
+    )

@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import save_file
 
-from kamevoice.frontend.checkpoint import save_checkpoint
-from kamevoice.frontend.codec import MimiCodec, mimi_config
-from tests.frontend.helpers import SMALL_TEST_LM, small_lm
+from tests.frontend.helpers import save_codec_checkpoint
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, spm_path):
     """Published layout; random weights: the wiring is under test here, not the answers."""
-    root = tmp_path_factory.mktemp("runtime_ckpt")
-    torch.manual_seed(0)
-    codec = MimiCodec.load(None, num_codebooks=2, reduced=True)
-    weights = root / "mimi.safetensors"
-    save_file({k: v.contiguous() for k, v in codec.model.state_dict().items()}, str(weights))
-    return save_checkpoint(
-        root / "ckpt",
-        small_lm(),
-        dict(SMALL_TEST_LM),
-        tokenizer=spm_path,
-        codec_weights=weights,
-        codec_config=mimi_config(reduced=True),
-    )
+    return save_codec_checkpoint(tmp_path_factory.mktemp("runtime_ckpt"), spm_path)
 
 
 @pytest.fixture(scope="session")

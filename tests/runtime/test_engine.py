@@ -7,20 +7,17 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from kamevoice.engine import Engine, EngineOptions
-from kamevoice.frontend.codec import MimiCodec
 from kamevoice.frontend.generator import SamplingOptions
-from tests.frontend.helpers import small_lm
+from tests.frontend.helpers import make_test_codec, small_lm
 
 GREEDY = SamplingOptions(greedy=True)
 
 
 @pytest.fixture(scope="module")
 def parts():
-    torch.manual_seed(0)
-    codec = MimiCodec.load(None, num_codebooks=2, reduced=True)
+    codec, _ = make_test_codec(num_codebooks=2, bins=32)
     return small_lm(), codec
 
 

@@ -12,15 +12,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from kamevoice.cli import main
 from kamevoice.data.formats import write_stereo_wav
 from kamevoice.data.shard_build import build_shards
-from kamevoice.frontend.checkpoint import save_checkpoint
-from kamevoice.frontend.codec import MimiCodec, mimi_config
 from kamevoice.frontend.loading import load_frontend
 from kamevoice.train.logging import read_log
+from tests.frontend.helpers import save_codec_checkpoint
 from tests.train.helpers import TRAIN_TEST_LM
 
 
@@ -32,16 +30,8 @@ def mimi_checkpoint(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("mimi_ckpt")
     torch.manual_seed(0)
-    codec = MimiCodec.load(None, num_codebooks=2, reduced=True)
-    weights = root / "mimi.safetensors"
-    save_file({k: v.contiguous() for k, v in codec.model.state_dict().items()}, str(weights))
-    return save_checkpoint(
-        root / "ckpt",
-        build_lm(dict(TRAIN_TEST_LM)),
-        dict(TRAIN_TEST_LM),
-        tokenizer=train_spm(root / "tok.model"),
-        codec_weights=weights,
-        codec_config=mimi_config(reduced=True),
+    return save_codec_checkpoint(
+        root, train_spm(root / "tok.model"), model=build_lm(dict(TRAIN_TEST_LM)), lm_kwargs=TRAIN_TEST_LM
     )
 
 
