@@ -57,6 +57,9 @@ class ServerSettings(Section):
     max_message_bytes: int = Field(
         1 << 20, ge=1024, description="largest WebSocket message accepted; bigger ones end the session"
     )
+    idle_timeout_s: float = Field(
+        60.0, ge=0, description="end a conversation after this long without a message (0: never)"
+    )
     log_dir: Path | None = Field(None, description="directory for per-session event logs (JSONL)")
     oracle: bool = Field(True, description="run the back-end (STT + LLM oracle); false: front-end alone")
     lockstep: bool = Field(

@@ -198,6 +198,9 @@ class Engine:
                     if delay > 0:
                         self._stop.wait(delay)
                         continue
+                    if not self._streams and not self._requests:  # nobody to serve: leave the CPU idle
+                        next_tick += FRAME_SECONDS
+                        continue
                     took = self.step()
                     next_tick += FRAME_SECONDS
                     if took > FRAME_SECONDS:

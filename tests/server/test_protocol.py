@@ -18,7 +18,7 @@ async def _talk(client: ChatClient, audio: np.ndarray, tail_s: float = 1.0, pace
 
 
 async def test_moshi_client_gets_handshake_audio_text_and_events(frontend, question_24k):
-    async with running_server(frontend, max_sessions=2) as (server, url):
+    async with running_server(frontend, max_sessions=2) as (_server, url):
         async with ChatClient.connect(url) as client:
             assert client.got.handshake_at is not None
             await _talk(client, question_24k, tail_s=2.0, pace=0.08)

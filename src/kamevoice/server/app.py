@@ -56,6 +56,9 @@ CLIENT_EVENTS = (
     "text",
     "frame_stats",
 )
+# `?events=0` (or off/none/false): no 0x04 metadata, for clients that warn on every unknown kind
+# (Moshi's command-line client logs one line per message it does not know).
+EVENTS_OFF = frozenset({"0", "off", "none", "false", "no"})
 # How often engine counters are carried into the metrics and the engine's health is checked (seconds).
 POLL_S = 0.5
 
@@ -182,8 +185,8 @@ class KameServer:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
-        await asyncio.to_thread(self.engine.stop)
-        self.engine._exit_streaming()
+            self._poller = None
+        await asyncio.to_thread(self.engine.__exit__, None, None, None)  # stop the thread, leave streaming
 
     async def _poll(self) -> None:
         while True:
@@ -256,6 +259,7 @@ class KameServer:
         if not token_ok(request, s.token.get_secret_value() if s.token else None):
             return self._reject(401, "auth", "a valid bearer token is required")
         audio_format = request.query.get("audio", "opus")
+        send_events = request.query.get("events", "1") not in EVENTS_OFF
         if audio_format not in AUDIO_FORMATS:
             return self._reject(400, "format", f"audio={audio_format!r}; expected one of {AUDIO_FORMATS}")
         if self.engine.error is not None:
@@ -266,11 +270,13 @@ class KameServer:
             )
         self._reserved += 1
         try:
-            return await self._converse(request, audio_format)
+            return await self._converse(request, audio_format, send_events)
         finally:
             self._reserved -= 1
 
-    async def _converse(self, request: web.Request, audio_format: str) -> web.StreamResponse:
+    async def _converse(
+        self, request: web.Request, audio_format: str, send_events: bool
+    ) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=self.server_settings.max_message_bytes, autoping=True)
         await ws.prepare(request)
         self._counter += 1
@@ -293,10 +299,18 @@ class KameServer:
                     scheduler_settings=self.settings.scheduler,
                     on_output=on_output,
                     sample_rate=self.frontend.codec.sample_rate,
-                    forward_events=CLIENT_EVENTS,
+                    forward_events=CLIENT_EVENTS if send_events else (),
                 )
 
-            conn = Connection(ws, make_session, audio_format, self.frontend.codec.sample_rate, name)
+            conn = Connection(
+                ws,
+                make_session,
+                audio_format,
+                self.frontend.codec.sample_rate,
+                name,
+                self.observe,
+                self.server_settings.idle_timeout_s or None,
+            )
             self.connections.add(conn)
             self.observe.started.inc()
             self.observe.active.set(len(self.connections))

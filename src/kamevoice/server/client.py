@@ -78,15 +78,20 @@ class ChatClient:
         token: str | None = None,
         origin: str | None = None,
         pcm16: bool = False,
+        events: bool = True,
         handshake_timeout: float = 30.0,
     ):
-        """Open `/api/chat`, wait for the handshake; raises `Rejected` on an HTTP refusal."""
+        """Open `/api/chat`, wait for the handshake; raises `Rejected` on an HTTP refusal.
+
+        `pcm16`: raw 16-bit audio instead of Ogg/Opus; `events=False`: no 0x04 metadata.
+        """
         headers = {}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if origin:
             headers["Origin"] = origin
-        url = base_url.rstrip("/") + "/api/chat" + ("?audio=pcm16" if pcm16 else "")
+        query = "&".join(q for q, on in (("audio=pcm16", pcm16), ("events=0", not events)) if on)
+        url = base_url.rstrip("/") + "/api/chat" + (f"?{query}" if query else "")
         async with aiohttp.ClientSession() as http:
             try:
                 ws = await http.ws_connect(url, headers=headers, max_msg_size=0, autoping=True)

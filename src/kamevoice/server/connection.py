@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from kamevoice.clock import FRAME_SECONDS
+from kamevoice.clock import FRAME_SAMPLES, FRAME_SECONDS
 from kamevoice.errors import KameVoiceError
 from kamevoice.server import protocol
+from kamevoice.server.observe import ServerMetrics
 from kamevoice.server.ogg import check_pages
 from kamevoice.server.protocol import Kind, ProtocolError
 from kamevoice.session import Session, SessionOutput
@@ -60,11 +61,15 @@ class Connection:
         audio_format: str,
         sample_rate: int,
         name: str,
+        metrics: ServerMetrics | None = None,
+        idle_timeout_s: float | None = None,
     ):
         import sphn  # imported here: the module stays importable for tools that only need constants
 
         self.ws = ws
         self.name = name
+        self.metrics = metrics
+        self.idle_timeout_s = idle_timeout_s
         self.pcm16 = audio_format == "pcm16"
         self.sample_rate = sample_rate
         self._reader = None if self.pcm16 else sphn.OpusStreamReader(sample_rate)
@@ -98,6 +103,7 @@ class Connection:
             reason, tell = exc.reason, exc.tell_client
         except asyncio.CancelledError:
             reason, tell = "server shutting down", True
+            raise  # after the `finally` below has said goodbye
         except Exception as exc:  # a bug in this conversation must not reach the others
             log.exception("%s: unexpected failure", self.name)
             reason, tell = f"internal error: {type(exc).__name__}: {exc}", True
@@ -123,7 +129,7 @@ class Connection:
         if tell and not self.ws.closed:
             self._send.put_nowait(protocol.error_message(reason))
         self._send.put_nowait(None)
-        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
             await asyncio.wait_for(sender, timeout=2.0)
         sender.cancel()
         with contextlib.suppress(Exception):
@@ -151,7 +157,13 @@ class Connection:
     # -- client -> session ----------------------------------------------------------------------------
 
     async def _read(self) -> tuple[str, bool]:
-        async for msg in self.ws:
+        while True:
+            try:
+                msg = await self.ws.receive(timeout=self.idle_timeout_s)
+            except TimeoutError:
+                raise ConversationEnded(f"idle: nothing received for {self.idle_timeout_s:g} s") from None
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break
             if msg.type == WSMsgType.BINARY:
                 await self._on_binary(msg.data)
             elif msg.type == WSMsgType.TEXT:
@@ -207,6 +219,8 @@ class Connection:
             raise ConversationEnded(f"bad audio: {len(pcm) / self.sample_rate:.1f} s in one message")
         if not len(pcm):
             return
+        if self.metrics is not None:
+            self.metrics.frames_in.inc(len(pcm) / FRAME_SAMPLES)
         self.audio_in_s += len(pcm) / self.sample_rate
         backlog = self.audio_in_s - self.session.frames * FRAME_SECONDS
         if backlog > MAX_AUDIO_BACKLOG_S:
@@ -224,6 +238,8 @@ class Connection:
             return
         if out.kind == "audio" and out.pcm is not None:
             message = self._encode_audio(out.pcm)
+            if self.metrics is not None:
+                self.metrics.frames_out.inc()
         elif out.kind == "text":
             message = protocol.text_message(out.text)
         elif out.kind == "event" and out.event is not None:

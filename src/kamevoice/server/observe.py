@@ -4,7 +4,7 @@ Names carry the `kamevoice_` namespace:
 `sessions_active`, `sessions_started_total`, `sessions_ended_total{reason}`,
 `sessions_rejected_total{why}` (busy, auth, origin), `engine_steps_total`,
 `engine_overruns_total`, `engine_underruns_total`, `engine_step_seconds`
-(histogram), `frames_total` (frames delivered to sessions),
+(histogram), `audio_frames_in_total` / `audio_frames_out_total` (80 ms frames from and to clients),
 `text_pieces_total`, `oracle_pieces_total`, `stt_lag_seconds{final}`,
 `stt_errors_total`, plus the LLM metrics of `kamevoice.backend.observe`.
 """
@@ -47,7 +47,8 @@ class ServerMetrics:
         self.step_time = metrics.histogram(
             "engine_step_seconds", "duration of one batch step", buckets=STEP_BUCKETS
         )
-        self.frames = metrics.counter("frames", "frames delivered to conversations")
+        self.frames_in = metrics.counter("audio_frames_in", "80 ms frames of user audio received")
+        self.frames_out = metrics.counter("audio_frames_out", "80 ms frames of model audio sent to clients")
         self.text = metrics.counter("text_pieces", "inner-monologue pieces produced by the front-end")
         self.oracle = metrics.counter("oracle_pieces", "oracle ids that entered the front-end")
         self.stt_lag = metrics.histogram("stt_lag_seconds", "STT hypothesis lag behind the audio", ["final"])

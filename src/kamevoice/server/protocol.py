@@ -8,10 +8,14 @@ Every message is binary; its first byte is its kind, the rest its payload.
 | `0x01` audio | both | Ogg/Opus pages, 24 kHz mono (one `sphn` reader/writer per connection) |
 | `0x02` text | server -> client | UTF-8 piece of the front-end's inner monologue |
 | `0x03` control | client -> server | accepted and ignored (Moshi's start/pause codes) |
-| `0x04` metadata | server -> client | one JSON event: `{"t", "kind", ...}` (transcript, oracle, text, latency) |
+| `0x04` metadata | server -> client | a JSON event `{"t", "kind", ...}`: transcript, oracle, text, latency |
 | `0x05` error | server -> client | UTF-8 reason; the server closes the connection right after |
 | `0x06` ping | both | the server answers a ping with `0x06` and the same payload |
 | `0x11` raw audio | both | only with `?audio=pcm16`: little-endian int16 samples, 24 kHz mono |
+
+Query parameters of `/api/chat`: `audio=opus` (default) or `audio=pcm16`;
+`events=0` to receive no `0x04` metadata (Moshi's own client warns about
+each message kind it does not know); `token=...` where a header cannot be set.
 
 The raw-audio kind exists so our browser page needs no Ogg muxer in
 JavaScript; Moshi clients never see it (they do not ask for `pcm16`).
