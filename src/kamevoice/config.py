@@ -62,6 +62,11 @@ class ServerSettings(Section):
     )
     log_dir: Path | None = Field(None, description="directory for per-session event logs (JSONL)")
     oracle: bool = Field(True, description="run the back-end (STT + LLM oracle); false: front-end alone")
+    stt_process: bool = Field(
+        True,
+        description="run local STT engines (sphinx, whisper) in a child process per session: PocketSphinx "
+        "holds the GIL while decoding, which stalls the frame loop if it shares the process",
+    )
     lockstep: bool = Field(
         False,
         description="testing only: step the engine when every session has audio (deterministic), "

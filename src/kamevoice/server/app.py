@@ -71,6 +71,10 @@ class BackendFactories:
     llm: Callable[[], Any] | None
 
 
+# STT providers that compute in this machine's CPU (the hosted ones only wait on the network).
+LOCAL_STT_PROVIDERS = ("auto", "sphinx", "whisper", "paired")
+
+
 def default_backend(settings: Settings) -> BackendFactories:
     """The configured providers, or none when `server.oracle` is off."""
     if not settings.server.oracle:
@@ -93,10 +97,14 @@ def default_backend(settings: Settings) -> BackendFactories:
                 shared["kb"] = KnowledgeBase.load(settings.llm.knowledge)
         return KnowledgeProvider(settings.llm.knowledge, kb=shared["kb"])
 
-    return BackendFactories(
-        stt=lambda events: make_stt(settings.stt, events=events, clock=events.clock),
-        llm=llm,
-    )
+    def stt(events: EventLog) -> Any:
+        if settings.server.stt_process and settings.stt.provider in LOCAL_STT_PROVIDERS:
+            from kamevoice.backend.stt.subprocess_host import ProcessSTT
+
+            return ProcessSTT(settings.stt, events=events, clock=events.clock)
+        return make_stt(settings.stt, events=events, clock=events.clock)
+
+    return BackendFactories(stt=stt, llm=llm)
 
 
 def sampling_from(settings: Settings) -> SamplingOptions:
