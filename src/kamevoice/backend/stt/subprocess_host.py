@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
+import os
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,9 @@ from kamevoice.backend.stt.settings import STTSettings
 from kamevoice.clock import Clock
 from kamevoice.events import EventLog
 
+# The child runs at a lower CPU priority than the frame loop: on a small machine a Whisper
+# decode (hundreds of ms on every core) would otherwise push frame steps past their 80 ms.
+CHILD_NICENESS = 10
 # How long the child may take to flush its last hypotheses after the audio ended (seconds).
 END_TIMEOUT_S = 30.0
 # How long a child may take to exit before it is terminated (seconds).
@@ -37,6 +41,9 @@ def _child(conn, settings_json: str) -> None:
     """The child process: a private event loop around one recognition stream."""
     import kamevoice  # noqa: F401 - sets OMP_WAIT_POLICY and friends before torch loads
     from kamevoice.backend.stt import make_stt
+
+    with contextlib.suppress(OSError, AttributeError):  # not every platform has nice()
+        os.nice(CHILD_NICENESS)
 
     async def main() -> None:
         stt = make_stt(STTSettings.model_validate_json(settings_json))
