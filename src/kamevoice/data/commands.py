@@ -32,6 +32,40 @@ def _llm_options(p: argparse.ArgumentParser) -> None:
                    help="first retry delay in seconds, doubled each retry (default 0.5)")  # fmt: skip
 
 
+def _tts_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("TTS engine settings (openai; piper takes --tts-model)")
+    g.add_argument("--tts-base-url", help="openai: endpoint base (default https://api.openai.com/v1)")
+    g.add_argument("--tts-model", help="openai: model (default gpt-4o-mini-tts); piper: a voice's .onnx file")
+    g.add_argument("--tts-voice", action="append", metavar="NAME",
+                   help="openai: a voice to use (repeat for several; default: 9 built-in ones)")  # fmt: skip
+    g.add_argument(
+        "--tts-key-env", help="openai: environment variable with the API key (default OPENAI_API_KEY)"
+    )
+    g.add_argument(
+        "--tts-format", choices=("wav", "pcm"), help="openai: audio format asked for (default wav)"
+    )
+
+
+def _tts_settings(args: argparse.Namespace) -> dict:
+    """The --tts-* options that were given, as `get_engine` settings of the chosen engine."""
+    from kamevoice.errors import ConfigError
+
+    given = {
+        "base_url": args.tts_base_url, "model": args.tts_model,
+        "voices": tuple(args.tts_voice) if args.tts_voice else None,
+        "api_key_env": args.tts_key_env, "response_format": args.tts_format,
+    }  # fmt: skip
+    settings = {k: v for k, v in given.items() if v is not None}
+    if args.engine == "openai":
+        return settings
+    if args.engine == "piper" and set(settings) <= {"model"}:
+        return settings
+    if settings:
+        flags = ", ".join("--tts-" + k.replace("_", "-") for k in settings)
+        raise ConfigError(f"--engine {args.engine} does not take {flags}")
+    return {}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `data` command group."""
     from kamevoice.cli import add_group
@@ -60,7 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "scripts", type=Path, metavar="SCRIPTS", help="scripts JSONL, or a folder with dialogues.jsonl"
     )
-    p.add_argument("--engine", default="espeak", choices=("espeak", "flite"))
+    p.add_argument("--engine", default="espeak", choices=("espeak", "flite", "piper", "openai"),
+                   help="espeak (default), flite, piper, or openai (hosted; --tts-* options)")  # fmt: skip
+    _tts_options(p)
     p.add_argument("--gap", type=float, nargs=2, default=(0.2, 0.9), metavar=("MIN", "MAX"),
                    help="silence between turns in seconds (default 0.2 0.9)")  # fmt: skip
     p.add_argument("--overlap-probability", type=float, default=0.15,
@@ -212,10 +248,13 @@ def _synth(args: argparse.Namespace) -> int:
 
     scripts = args.scripts / "dialogues.jsonl" if args.scripts.is_dir() else args.scripts
     options = SynthOptions(
-        engine=args.engine, seed=args.seed, gap_min=args.gap[0], gap_max=args.gap[1],
-        overlap_probability=args.overlap_probability,
+        engine=args.engine, engine_settings=_tts_settings(args), seed=args.seed, gap_min=args.gap[0],
+        gap_max=args.gap[1], overlap_probability=args.overlap_probability,
     )  # fmt: skip
-    get_engine(options.engine)  # fail fast on a missing engine, before any worker starts
+    # Fail fast on a missing engine or bad settings, before any worker starts.
+    probe = get_engine(options.engine, **options.engine_settings)
+    if callable(getattr(probe, "close", None)):
+        probe.close()
     args.out.mkdir(parents=True, exist_ok=True)
     summary = run_stage(
         "synth", read_scripts(scripts), functools.partial(synth_item, options=options, out_dir=args.out),

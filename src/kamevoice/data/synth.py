@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,8 @@ class SynthOptions:
     """How scripts are voiced and laid out in time."""
 
     engine: str = "espeak"
+    # Engine-specific settings passed to `get_engine` (e.g. openai: base_url, model, voices).
+    engine_settings: dict[str, Any] = field(default_factory=dict)
     sample_rate: int = SAMPLE_RATE  # Mimi's rate
     seed: int = 0
     # Silence between one speaker's last word and the other's first word (s): human gaps are ~0.2 s,
@@ -70,7 +73,14 @@ class DialogueSynthesizer:
 
     def __init__(self, options: SynthOptions | None = None, engine: TTSEngine | None = None):
         self.options = options or SynthOptions()
-        self.engine = engine or get_engine(self.options.engine)
+        self._own_engine = engine is None
+        self.engine = engine or get_engine(self.options.engine, **self.options.engine_settings)
+
+    def close(self) -> None:
+        """Release the engine's resources (a hosted engine's connections) if this object made it."""
+        close = getattr(self.engine, "close", None)
+        if self._own_engine and callable(close):
+            close()
 
     def render(self, script: Script) -> tuple[np.ndarray, np.ndarray, list[Word]]:
         """Channel A audio, channel B audio (float32, `options.sample_rate`) and the timed words."""
@@ -129,7 +139,10 @@ def synth_item(item: Item, options: SynthOptions, out_dir: Path) -> Outcome:
     """Stage work function: voice one script, write its WAV then its word timings."""
     started = time.perf_counter()
     synthesizer = DialogueSynthesizer(options)
-    channel_a, channel_b, words = synthesizer.render(item.payload)
+    try:
+        channel_a, channel_b, words = synthesizer.render(item.payload)
+    finally:
+        synthesizer.close()
     write_stereo_wav(out_dir / AUDIO_DIR / f"{item.id}.wav", channel_a, channel_b, options.sample_rate)
     write_words(out_dir / TEXT_DIR / f"{item.id}.json", words)
     seconds = len(channel_a) / options.sample_rate

