@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from kamevoice.bench.train import register_train  # `kamevoice bench train` (issue 6)
 
     register_train(group)
+    from kamevoice.bench.codec import register_codec  # `kamevoice bench codec` (issue 7)
+
+    register_codec(group)
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -60,10 +60,35 @@ def load_frontend(
 
 
 def load_checkpoint_codec(files: CheckpointFiles, device: str | torch.device = "cpu") -> AudioCodec:
-    """The codec a checkpoint names, with as many codebooks as its LM models per speaker."""
+    """The codec a checkpoint names, with as many codebooks as its LM models per speaker.
+
+    Mimi by default; the `kamevoice` section of config.json may name another,
+    e.g. `{"codec": "codec2", "codec_mode": 1300}` (no weights file).
+    """
+    kind = files.extra.get("codec", "mimi")
+    if kind == "codec2":
+        return _load_codec2(files)
+    if kind != "mimi":
+        raise CheckpointError(f"checkpoint {files.source}: unknown codec {kind!r} (known: mimi, codec2)")
     if files.codec_weights is None:
         raise CheckpointError(f"checkpoint {files.source}: no codec weights (config.json 'mimi_name')")
     n_q, dep_q = files.lm_kwargs["n_q"], files.lm_kwargs["dep_q"]
     return MimiCodec.load(
         files.codec_weights, num_codebooks=max(dep_q, n_q - dep_q), device=device, config=files.codec_config
     )
+
+
+def _load_codec2(files: CheckpointFiles) -> AudioCodec:
+    """Codec 2 from the `kamevoice` section, checked against the LM's token shape."""
+    from kamevoice.frontend.codec2 import Codec2Codec
+
+    codec = Codec2Codec.load(files.extra)
+    n_q, dep_q, card = files.lm_kwargs["n_q"], files.lm_kwargs["dep_q"], files.lm_kwargs["card"]
+    # Fewer codebooks than the codec gives are fine: the engine feeds the first ones, and decoding
+    # fills the missing refinements (`Codec2Codec.decode_frame`).
+    if card != codec.cardinality or max(dep_q, n_q - dep_q) > codec.num_codebooks:
+        raise CheckpointError(
+            f"checkpoint {files.source}: the LM models {dep_q} + {n_q - dep_q} codebooks of {card} tokens, "
+            f"codec2 {files.extra} gives {codec.num_codebooks} of {codec.cardinality}"
+        )
+    return codec
