@@ -16,7 +16,8 @@ Events (`EventLog`, JSONL): `session_start`, `audio_in` (seconds received),
 with its word times), `llm_*` (from the scheduler), `oracle_begin`,
 `oracle_text` (the oracle as it grows), `oracle_piece` (an oracle id that
 entered the model, with its frame), `text` (a front-end piece with its
-frame), `frame_stats`, `session_end`. Latency per turn is computed from this
+frame), `reply_onset` (the first piece after a pause of `GAP_S`), `frame_stats`,
+`session_end`. Latency per turn is computed from this
 log (`kamevoice.latency`).
 """
 
@@ -36,6 +37,7 @@ from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
 from kamevoice.clock import FRAME_SECONDS
 from kamevoice.engine import Engine, EngineStream, FrameResult
 from kamevoice.events import EventLog
+from kamevoice.latency import GAP_S
 from kamevoice.oracle.pieces import IncrementalTokenizer
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,7 @@ class Session:
         self._oracle_pad = engine.model.oracle_pad_id
         self._oracle_start = engine.model.oracle_start_id
         self._forward = set(forward_events)
+        self._last_text_t: float | None = None
         events.subscribe(self._maybe_forward)
 
     # -- lifetime ---------------------------------------------------------------------------------
@@ -247,6 +250,10 @@ class Session:
                 )
         if r.text_id not in SILENT_TEXT_IDS and 0 <= r.text_id < self.tokenizer.vocab_size():
             piece = self.tokenizer.id_to_piece(r.text_id)
+            if self._last_text_t is None or t_frame - self._last_text_t >= GAP_S:
+                # A new stretch of speech begins (the rule `kamevoice.latency` uses for reply onsets).
+                self.events.emit("reply_onset", frame=r.step, frame_t=t_frame)
+            self._last_text_t = t_frame
             self.events.emit("text", frame=r.step, frame_t=t_frame, id=r.text_id, piece=piece)
             if self.scheduler is not None:
                 self.scheduler.on_assistant_text(piece)

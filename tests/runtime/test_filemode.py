@@ -49,6 +49,10 @@ def test_file_run_wires_stt_oracle_and_frontend_deterministically(tiny_checkpoin
     # Every oracle piece entered at or after the frame of an oracle start (start id first, then tokens).
     starts = [e["frame"] for e in pieces if e.get("start")]
     assert starts and all(e["frame"] > starts[0] for e in pieces if not e.get("start"))
+    # Reply onsets are logged live: each is the first piece after a pause, at a text piece's frame.
+    onsets = [e["frame"] for e in events if e["kind"] == "reply_onset"]
+    text_frames = [e["frame"] for e in events if e["kind"] == "text"]
+    assert onsets and onsets[0] == text_frames[0] and set(onsets) <= set(text_frames)
     # Events were written as JSONL as they happened.
     logged = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert [e["kind"] for e in logged] == [e["kind"] for e in events]
