@@ -15,8 +15,10 @@ generation-stamped messages, no locks on the hot path):
 
 Pacing. `paced=True` (serving): a step every 80 ms of wall clock; a
 conversation whose audio has not arrived gets a frame of silence (counted as an
-input underrun), a step over budget is an overrun (counted; the next tick is
-rescheduled, never bunched). `paced=False` (files, tests, benchmarks): a step
+input underrun), a step over budget is an overrun (counted). When a stall has
+let user audio pile up beyond `MAX_BACKLOG_FRAMES`, extra steps run at once
+until the backlog is drained (counted as catch-up steps), so a stall does not
+add its delay to every later frame. `paced=False` (files, tests, benchmarks): a step
 runs as soon as every live conversation has a frame queued (or has said its
 input is over), so results are deterministic and as fast as the machine allows.
 """
@@ -39,6 +41,9 @@ from kamevoice.frontend.codec import AudioCodec
 from kamevoice.frontend.generator import BatchedGenerator, SamplingOptions, SlotHandle
 from kamevoice.frontend.model import KameLM
 
+# User frames a conversation may have queued before the paced loop steps early to catch up:
+# two frames (160 ms) absorb ordinary network jitter without extra steps.
+MAX_BACKLOG_FRAMES = 2
 # How long the unpaced loop naps when no conversation has a frame ready (seconds).
 IDLE_WAIT_S = 0.002
 
@@ -72,6 +77,7 @@ class EngineStats:
     steps: int = 0
     overruns: int = 0  # paced steps that took longer than one frame
     underruns: int = 0  # user frames that had not arrived in time
+    catch_up_steps: int = 0  # paced steps run early because user audio had piled up
     step_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # recent step durations
 
     def percentile(self, q: float) -> float:
@@ -194,18 +200,22 @@ class Engine:
         try:
             while not self._stop.is_set():
                 if self.options.paced:
+                    behind = self._behind()
                     delay = next_tick - time.monotonic()
-                    if delay > 0:
-                        self._stop.wait(delay)
+                    if delay > 0 and not behind:
+                        self._stop.wait(min(delay, FRAME_SECONDS))
                         continue
                     if not self._streams and not self._requests:  # nobody to serve: leave the CPU idle
                         next_tick += FRAME_SECONDS
                         continue
                     took = self.step()
-                    next_tick += FRAME_SECONDS
+                    if behind:
+                        self.stats.catch_up_steps += 1  # an extra step between ticks drains the backlog
+                    else:
+                        next_tick += FRAME_SECONDS
                     if took > FRAME_SECONDS:
                         self.stats.overruns += 1
-                        next_tick = time.monotonic()  # no burst of catch-up steps
+                        next_tick = max(next_tick, time.monotonic())
                 elif not self.ready():
                     self._handle_requests()
                     self._stop.wait(IDLE_WAIT_S)
@@ -214,6 +224,14 @@ class Engine:
         except BaseException as exc:  # surfaced to the server, which reports and ends sessions
             self.error = exc
             raise
+
+    def _behind(self) -> bool:
+        """Paced mode: a conversation has queued more user audio than the jitter allowance.
+
+        After a slow step (or a burst from the network) frames pile up; stepping again at once
+        drains them, so one stall does not add its delay to every later frame of the conversation.
+        """
+        return any(len(s.frames) > MAX_BACKLOG_FRAMES for s in self._streams.values() if not s.closed)
 
     def ready(self) -> bool:
         """Unpaced mode: every live conversation has a frame queued or has ended its input."""

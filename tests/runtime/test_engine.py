@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -125,3 +126,26 @@ def test_bad_audio_is_rejected_without_touching_the_engine(parts):
         stream.push(np.zeros(1920, dtype=np.float32))
         engine.step()
         assert stream.steps == 1
+
+
+def test_paced_engine_catches_up_when_user_audio_piles_up(parts):
+    model, codec = parts
+    engine = Engine(model, codec, EngineOptions(max_sessions=1, sampling=GREEDY, paced=True))
+    stamps = []
+    engine.start()
+    try:
+        stream = engine.open(lambda r: stamps.append(time.monotonic()))
+        assert stream.joined.wait(5)
+        time.sleep(0.2)
+        stream.push(_speech(2, 12))  # 960 ms of audio arrives at once (e.g. after a network stall)
+        deadline = time.monotonic() + 20
+        while stream.frames and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stream.close()
+    finally:
+        engine.stop()
+        engine._exit_streaming()
+    assert engine.stats.catch_up_steps >= 5
+    # Catch-up steps follow each other as fast as they compute, not one per 80 ms tick.
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps) < 0.07

@@ -44,6 +44,9 @@ class ServerMetrics:
         self.steps = metrics.counter("engine_steps", "frame-loop steps")
         self.overruns = metrics.counter("engine_overruns", "paced steps longer than one 80 ms frame")
         self.underruns = metrics.counter("engine_underruns", "user frames missing when their step ran")
+        self.catch_up = metrics.counter(
+            "engine_catch_up_steps", "extra steps that drained piled-up user audio"
+        )
         self.step_time = metrics.histogram(
             "engine_step_seconds", "duration of one batch step", buckets=STEP_BUCKETS
         )
@@ -54,7 +57,7 @@ class ServerMetrics:
         self.stt_lag = metrics.histogram("stt_lag_seconds", "STT hypothesis lag behind the audio", ["final"])
         self.stt_errors = metrics.counter("stt_errors", "STT streams that failed")
         self.llm = LLMMetrics(metrics)
-        self._seen = {"steps": 0, "overruns": 0, "underruns": 0}
+        self._seen = {"steps": 0, "overruns": 0, "underruns": 0, "catch_up_steps": 0}
 
     def attach(self, log: EventLog) -> None:
         """Feed a session's events into the metrics."""
@@ -84,7 +87,11 @@ class ServerMetrics:
             for ms in recent:
                 self.step_time.observe(ms / 1e3)
             self.steps.inc(new)
-        for name, counter in (("overruns", self.overruns), ("underruns", self.underruns)):
+        for name, counter in (
+            ("overruns", self.overruns),
+            ("underruns", self.underruns),
+            ("catch_up_steps", self.catch_up),
+        ):
             value = getattr(stats, name)
             if value > self._seen[name]:
                 counter.inc(value - self._seen[name])
