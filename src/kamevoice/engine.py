@@ -226,12 +226,14 @@ class Engine:
             raise
 
     def _behind(self) -> bool:
-        """Paced mode: a conversation has queued more user audio than the jitter allowance.
+        """Paced mode: every live conversation has queued more user audio than the jitter allowance.
 
-        After a slow step (or a burst from the network) frames pile up; stepping again at once
-        drains them, so one stall does not add its delay to every later frame of the conversation.
+        After a slow step frames pile up for everyone; stepping again at once drains them, so one
+        stall does not add its delay to every later frame. Only when *all* are behind: an extra
+        step feeds silence to a conversation that is not, shifting its audio.
         """
-        return any(len(s.frames) > MAX_BACKLOG_FRAMES for s in self._streams.values() if not s.closed)
+        live = [s for s in self._streams.values() if not s.closed]
+        return bool(live) and all(len(s.frames) > MAX_BACKLOG_FRAMES for s in live)
 
     def ready(self) -> bool:
         """Unpaced mode: every live conversation has a frame queued or has ended its input."""
