@@ -20,7 +20,6 @@ how much the leading codebooks carry (all-scalar modes only: 1300, 1600, 3200).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -283,9 +282,7 @@ def run_codec(args: argparse.Namespace) -> int:
             "target_frame_ms": 20.0,
             "results": [asdict(r) for r in results],
         }
-        text = json.dumps(payload, indent=2)
-        if args.json == "-":
-            sys.stdout.write(text + "\n")
-        else:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
+        from kamevoice.bench.report import write_json
+
+        write_json(payload, args.json)
     return 0

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 from kamevoice.cli import add_group
 
@@ -120,10 +118,7 @@ def run_frontend(args: argparse.Namespace) -> int:
             "results": as_rows(results),
             "skipped": skipped,
         }
-        text = json.dumps(payload, indent=2)
-        if args.json == "-":
-            sys.stdout.write(text + "\n")
-        else:
-            with open(args.json, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
+        from kamevoice.bench.report import write_json
+
+        write_json(payload, args.json)
     return 0

@@ -200,7 +200,6 @@ def question_speech() -> np.ndarray:
 
 def serve_command(args: Any) -> int:
     """Handler of `kamevoice bench serve`."""
-    import json
     import sys
 
     import torch
@@ -267,10 +266,7 @@ def serve_command(args: Any) -> int:
             "frame_budget_ms": FRAME_SECONDS * 1e3,
             "results": [asdict(r) for r in results],
         }
-        text = json.dumps(payload, indent=2)
-        if args.json == "-":
-            sys.stdout.write(text + "\n")
-        else:
-            with open(args.json, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
+        from kamevoice.bench.report import write_json
+
+        write_json(payload, args.json)
     return 0

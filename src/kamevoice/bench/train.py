@@ -14,9 +14,7 @@ The 7B shape needs a GPU: `kamevoice bench train --preset moshi-7b --device cuda
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -182,9 +180,7 @@ def run_train_bench(args: argparse.Namespace) -> int:
     console = Console()
     (console if console.is_terminal else Console(width=120)).print(table)  # no wrapping in logs
     if args.json:
-        text = json.dumps(result, indent=2)
-        if args.json == "-":
-            sys.stdout.write(text + "\n")
-        else:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
+        from kamevoice.bench.report import write_json
+
+        write_json(result, args.json)
     return 0
