@@ -51,17 +51,7 @@ class PairedSTT(SphinxSTT):
         self._worker: asyncio.Task[None] | None = None
 
     async def _run(self, events: list[SpeechEvent]) -> None:
-        if not events and self._decoder is not None:
-            return
-        try:
-            if self._decoder is None:
-                self._decoder = await asyncio.to_thread(self._load)
-            hyps = await asyncio.to_thread(self._decode, events)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise STTError(f"pocketsphinx failed: {type(exc).__name__}: {exc}") from exc
-        for hyp in hyps:
+        for hyp in await self._recognise(events):
             if not hyp.is_final:
                 self._hold_or_publish(hyp)
         for ev in events:

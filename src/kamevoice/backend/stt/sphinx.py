@@ -167,18 +167,21 @@ class SphinxSTT(STTStream):
         await self._run(self._endpointer.flush())
 
     async def _run(self, events: list[SpeechEvent]) -> None:
+        for hyp in await self._recognise(events):
+            self._publish(hyp)
+
+    async def _recognise(self, events: list[SpeechEvent]) -> list[Hypothesis]:
+        """Decode the endpointer's events off the loop (loading the decoder on first use)."""
         if not events and self._decoder is not None:
-            return
+            return []
         try:
             if self._decoder is None:
                 self._decoder = await asyncio.to_thread(self._load)
-            hyps = await asyncio.to_thread(self._decode, events)
+            return await asyncio.to_thread(self._decode, events)
         except ConfigError:
             raise
         except Exception as exc:
             raise STTError(f"pocketsphinx failed: {type(exc).__name__}: {exc}") from exc
-        for hyp in hyps:
-            self._publish(hyp)
 
     def _decode(self, events: list[SpeechEvent]) -> list[Hypothesis]:
         """Run speech events through the decoder (worker thread); returns the hypotheses they produce."""
