@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "kamevoice.backend.commands",
     "kamevoice.train.commands",
     "kamevoice.eval.commands",
+    "kamevoice.tiny.commands",
 )
 
 

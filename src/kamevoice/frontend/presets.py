@@ -50,7 +50,33 @@ FIXTURE: dict[str, Any] = {
     "context": 4,
 }
 
-PRESETS: dict[str, dict[str, Any]] = {"moshi-7b": MOSHI_7B, "small": SMALL, "fixture": FIXTURE}
+# KAME-tiny (issue 7): Codec 2 mode 1200 streams (11 codebooks of 512 per 80 ms frame, per
+# speaker: n_q 22, dep_q 11; the semantic-like first codebook undelayed, the rest one frame late),
+# a SentencePiece vocabulary of ~1000 pieces trained on the generated QA corpus (text_card 1024),
+# and a trunk small enough to train in 60 minutes on 2 CPU cores and ship in <= 25 MB (bf16).
+# The depformer shares one weight set across the 10 acoustic steps (schedule [0, 1, 1, ...]):
+# per-step weights would multiply its size by 5.5 for codebooks that carry little of the speech.
+TINY_CODEBOOKS = 11
+TINY: dict[str, Any] = {
+    **MOSHI_7B,
+    "n_q": 2 * TINY_CODEBOOKS,
+    "dep_q": TINY_CODEBOOKS,
+    "card": 512,
+    "text_card": 1024,
+    "delays": [0] + ([0] + [1] * (TINY_CODEBOOKS - 1)) * 2,
+    "dim": 192,
+    "num_heads": 4,
+    "num_layers": 4,
+    # 3000 frames = 4 minutes of attention window: longer than any tiny dialogue.
+    "context": 3000,
+    "depformer_dim": 128,
+    "depformer_dim_feedforward": int(4.125 * 128),
+    "depformer_num_heads": 2,
+    "depformer_num_layers": 2,
+    "depformer_weights_per_step_schedule": [0] + [1] * (TINY_CODEBOOKS - 1),
+}
+
+PRESETS: dict[str, dict[str, Any]] = {"moshi-7b": MOSHI_7B, "small": SMALL, "fixture": FIXTURE, "tiny": TINY}
 
 
 def preset(name: str) -> dict[str, Any]:

@@ -1,0 +1,59 @@
+"""`kamevoice tiny ...`: build KAME-tiny from nothing (data, tokenizer, training, checkpoint).
+
+Registration imports nothing heavy; the handler imports the build when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `tiny` command group."""
+    from kamevoice.cli import add_group
+
+    sub = add_group(subparsers, "tiny", "KAME-tiny: a CPU front-end trained here, end to end")
+    p = sub.add_parser(
+        "build",
+        help="invented-facts KB -> tokenizer -> spoken dialogues -> shards -> training -> checkpoint",
+        description="Build KAME-tiny in OUT_DIR, resumably: rerun the same command to continue; "
+        "finished stages are skipped (OUT_DIR/stages.json). Prints each stage's wall time and writes "
+        "OUT_DIR/summary.json; the checkpoint lands in OUT_DIR/checkpoint.",
+    )
+    p.add_argument("out", type=Path, metavar="OUT_DIR")
+    p.add_argument(
+        "--facts", type=int, default=3000, help="invented facts in the knowledge base (default 3000)"
+    )
+    p.add_argument("--dialogues", type=int, default=8000, help="training dialogues (default 8000)")
+    p.add_argument("--train-minutes", type=float, default=60.0, metavar="M",
+                   help="wall-time budget of the training stage (default 60)")  # fmt: skip
+    p.add_argument("--train-steps", type=int, default=None, metavar="N",
+                   help="train exactly N steps (still stopped by --train-minutes) instead of sizing the "
+                   "run to the budget")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes for synth/oracles/shards")
+    p.add_argument("--progress", action="store_true", help="progress bars")
+    p.set_defaults(handler=_build)
+
+
+def _build(args: argparse.Namespace) -> int:
+    import json
+
+    from kamevoice.errors import ConfigError
+    from kamevoice.tiny.build import BuildOptions, TinyBuild
+
+    if args.facts < 2 or args.dialogues < 1 or args.train_minutes <= 0:
+        raise ConfigError(
+            "--facts must be at least 2 (one is held out), --dialogues 1, --train-minutes above 0"
+        )
+    options = BuildOptions(
+        facts=args.facts, dialogues=args.dialogues, train_minutes=args.train_minutes, seed=args.seed,
+        workers=max(1, args.workers), train_steps=args.train_steps, progress=args.progress,
+    )  # fmt: skip
+    summary = TinyBuild(args.out, options).run()
+    publish = summary["stages"]["publish"]
+    print(f"checkpoint: {summary['checkpoint']} ({publish['size_mb']} MB, step {publish['train_step']})")
+    print("stage wall times (s): " + json.dumps({k: v["seconds"] for k, v in summary["stages"].items()}))
+    print(f"summary written to {args.out / 'summary.json'}")
+    return 0

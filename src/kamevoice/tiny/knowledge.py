@@ -1,0 +1,249 @@
+"""Invented facts for KAME-tiny: a knowledge base only the back-end can know.
+
+Shops and products get names built from random syllables ("Velmora Market",
+"the tasko kettle"), so no pretrained model, and no tiny model trained on a
+few hundred dialogues, can guess their prices, codes, stock levels or opening
+hours: a right answer has to come through the oracle stream.
+
+Two outputs from one seeded fact list:
+
+- the knowledge base (JSONL, `question` / `answer`, read by
+  `kamevoice.backend.llm.knowledge.KnowledgeProvider`): one entry per fact,
+  the answer a full spoken sentence (what the oracle streams);
+- QA JSONL for `kamevoice data dialogues` (plain preset: `id`, `question`,
+  `answer`): several paraphrased questions per fact, the answer a short
+  spoken phrase ("forty two dollars"), numbers always as words.
+
+Facts are split into training facts (asked in training dialogues) and
+held-out facts (never heard in training; for evaluating knowledge injection).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from kamevoice.data.spoken import cardinal
+
+CONSONANTS = "bdfgklmnprstvz"
+VOWELS = "aeiou"
+# Syllables per invented word: one-syllable words collide with English ("ba", "to"), four are
+# hard to say; two or three give ~(14 * 5)^3 = 343,000 names, ample for a few thousand facts.
+MIN_SYLLABLES, MAX_SYLLABLES = 2, 3
+SHOP_KINDS = ("Market", "Store", "Bazaar", "Outlet", "Emporium", "Depot", "Gallery", "Corner")
+PRODUCT_KINDS = ("lamp", "kettle", "jacket", "chair", "blender", "backpack", "clock", "umbrella",
+                 "teapot", "scarf", "radio", "basket", "candle", "mirror", "pillow", "toaster")  # fmt: skip
+# Products per shop: each shop gives one opening-hours fact and three facts per product,
+# so a shop holds 1 + 3 x 5 = 16 facts.
+PRODUCTS_PER_SHOP = 5
+# Share of facts held out of the training dialogues (asked only at evaluation).
+HELD_OUT_SHARE = 0.1
+# Letters of product codes: ones espeak-ng says distinctly as letter names.
+CODE_LETTERS = "BDFKLMRTVZ"
+CODE_DIGITS = 3
+
+# Paraphrased questions per kind; `{p}` a product, `{s}` a shop. Template 0, the knowledge-base
+# question, gathers the words of all the others (BM25 matches words, and the facts of one product
+# share its name: the kind's words must decide); templates 1.. are what callers ask in dialogues.
+QUESTIONS: dict[str, tuple[str, ...]] = {
+    "price": (
+        "What is the price of the {p}, how much does it cost, what do you charge for it?",
+        "What is the price of the {p}?",
+        "How much does the {p} cost?",
+        "Can you tell me the price of the {p}?",
+        "What do you charge for the {p}?",
+    ),
+    "code": (
+        "What is the product code of the {p}, which item code does it have?",
+        "What is the product code of the {p}?",
+        "What's the code for the {p}?",
+        "Which product code does the {p} have?",
+        "Can you give me the item code of the {p}?",
+    ),
+    "stock": (
+        "How many of the {p} are in stock, what is the stock level, how many units are left?",
+        "How many of the {p} are in stock?",
+        "What is the stock level of the {p}?",
+        "How many units of the {p} are left in stock?",
+        "Is the {p} in stock, how many are there?",
+    ),
+    "hours": (
+        "What are the opening hours of {s}, when is it open, what time does it open and close?",
+        "When is {s} open?",
+        "What are the opening hours of {s}?",
+        "What time does {s} open and close?",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One invented fact: what it is about, the short reply, the KB sentence, its key words."""
+
+    id: str
+    kind: str
+    subject: str  # the product ("the tasko kettle" without "the") or the shop
+    short: str  # spoken reply phrase, e.g. "forty two dollars"
+    sentence: str  # the knowledge-base answer, a full spoken sentence
+    held_out: bool
+
+    @property
+    def key_words(self) -> tuple[str, ...]:
+        """The words an answer must contain to be right (the reply phrase's words)."""
+        return tuple(self.short.replace(",", "").split())
+
+    def question(self, template: int = 0) -> str:
+        """The fact's question in paraphrase `template`."""
+        return QUESTIONS[self.kind][template].format(p=self.subject, s=self.subject)
+
+
+@dataclass(frozen=True)
+class KnowledgeOptions:
+    """How many facts, and the seed of every choice."""
+
+    facts: int = 3000
+    seed: int = 0
+    held_out_share: float = HELD_OUT_SHARE
+
+
+def _word(rng: random.Random) -> str:
+    n = rng.randint(MIN_SYLLABLES, MAX_SYLLABLES)
+    return "".join(rng.choice(CONSONANTS) + rng.choice(VOWELS) for _ in range(n))
+
+
+class _Names:
+    """Fresh invented words, never the same twice in one knowledge base."""
+
+    def __init__(self, rng: random.Random):
+        self.rng, self.used = rng, set()
+
+    def fresh(self) -> str:
+        while True:
+            word = _word(self.rng)
+            if word not in self.used:
+                self.used.add(word)
+                return word
+
+
+def _hour(h: int) -> str:
+    """24-hour clock -> spoken: 9 -> 'nine in the morning', 18 -> 'six in the evening'."""
+    if h < 12:
+        return f"{cardinal(h)} in the morning"
+    if h == 12:
+        return "noon"
+    return f"{cardinal(h - 12)} in the {'afternoon' if h < 17 else 'evening'}"
+
+
+def _price(rng: random.Random) -> str:
+    dollars, cents = rng.randint(2, 399), rng.choice((0, 0, 25, 50, 75, 99))
+    text = f"{cardinal(dollars)} dollars"
+    return text + (f" and {cardinal(cents)} cents" if cents else "")
+
+
+def _code(rng: random.Random) -> str:
+    letters = " ".join(rng.choice(CODE_LETTERS) for _ in range(2))
+    digits = " ".join(cardinal(rng.randint(0, 9)) for _ in range(CODE_DIGITS))
+    return f"{letters} {digits}"
+
+
+def _shop_facts(index: int, rng: random.Random, names: _Names) -> Iterator[Fact]:
+    shop = f"{names.fresh().capitalize()} {rng.choice(SHOP_KINDS)}"
+    opens, closes = rng.randint(6, 11), rng.randint(13, 22)
+    hours = f"from {_hour(opens)} to {_hour(closes)}"
+    yield Fact(f"s{index:04d}-hours", "hours", shop, hours, f"{shop} is open {hours}.", False)
+    for j in range(PRODUCTS_PER_SHOP):
+        product = f"{names.fresh()} {rng.choice(PRODUCT_KINDS)}"
+        base = f"s{index:04d}-p{j}"
+        price = _price(rng)
+        yield Fact(f"{base}-price", "price", product, price, f"The {product} costs {price}.", False)
+        code = _code(rng)
+        yield Fact(
+            f"{base}-code", "code", product, code, f"The product code of the {product} is {code}.", False
+        )
+        count = rng.randint(0, 120)
+        stock = f"{cardinal(count)} in stock"
+        yield Fact(f"{base}-stock", "stock", product, stock, f"There are {stock} of the {product}.", False)
+
+
+def generate_facts(options: KnowledgeOptions) -> list[Fact]:
+    """`options.facts` invented facts, the same list for the same options."""
+    rng = random.Random(f"kame-tiny-facts:{options.seed}")
+    names = _Names(rng)
+    facts: list[Fact] = []
+    shop = 0
+    while len(facts) < options.facts:
+        facts.extend(_shop_facts(shop, rng, names))
+        shop += 1
+    facts = facts[: options.facts]
+    # At least one fact on each side: validation asks held-out facts, training the rest.
+    count = min(len(facts) - 1, max(1, round(len(facts) * options.held_out_share)))
+    held = set(random.Random(f"kame-tiny-held-out:{options.seed}").sample(range(len(facts)), count))
+    return [Fact(f.id, f.kind, f.subject, f.short, f.sentence, i in held) for i, f in enumerate(facts)]
+
+
+def kb_records(facts: Iterable[Fact]) -> Iterator[dict]:
+    """Knowledge-base JSONL records: the KB provider reads `question` and `answer`."""
+    for f in facts:
+        yield {"id": f.id, "question": f.question(0), "answer": f.sentence, "kind": f.kind,
+               "key_words": list(f.key_words), "held_out": f.held_out}  # fmt: skip
+
+
+def qa_records(facts: list[Fact], dialogues: int, seed: int, held_out: bool = False) -> Iterator[dict]:
+    """`dialogues` QA records (plain preset) over the training (or held-out) facts.
+
+    Facts and paraphrases are dealt round-robin from a seeded shuffle, so every fact is asked
+    before any is asked twice, each time in a different paraphrase where it can be.
+    """
+    pool = [f for f in facts if f.held_out == held_out]
+    if not pool or dialogues <= 0:
+        return
+    rng = random.Random(f"kame-tiny-qa:{seed}:{held_out}")
+    order = pool[:]
+    rng.shuffle(order)
+    for n in range(dialogues):
+        fact = order[n % len(order)]
+        rounds = n // len(order)
+        asked = len(QUESTIONS[fact.kind]) - 1  # the paraphrases, template 0 excluded
+        template = 1 + (rounds + rng.randrange(asked)) % asked
+        yield {"id": f"{fact.id}-q{n:05d}", "question": fact.question(template), "answer": fact.short,
+               "fact": fact.id, "key_words": list(fact.key_words)}  # fmt: skip
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> int:
+    """Write records one per line (atomically: a temporary file, then renamed); returns the count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    tmp.replace(path)
+    return count
+
+
+@dataclass(frozen=True)
+class KnowledgeFiles:
+    """Where `write_knowledge` put its files, and how many records each holds."""
+
+    kb: Path
+    qa_train: Path
+    qa_held_out: Path
+    facts: int
+    train_dialogues: int
+    held_out_questions: int
+
+
+def write_knowledge(out_dir: Path, options: KnowledgeOptions, dialogues: int) -> KnowledgeFiles:
+    """Write `kb.jsonl`, `qa_train.jsonl` (`dialogues` items), `qa_held_out.jsonl` (one a held-out fact)."""
+    facts = generate_facts(options)
+    kb = out_dir / "kb.jsonl"
+    qa_train, qa_held = out_dir / "qa_train.jsonl", out_dir / "qa_held_out.jsonl"
+    n_kb = write_jsonl(kb, kb_records(facts))
+    n_train = write_jsonl(qa_train, qa_records(facts, dialogues, options.seed))
+    n_held = sum(f.held_out for f in facts)
+    n_held = write_jsonl(qa_held, qa_records(facts, n_held, options.seed, held_out=True))
+    return KnowledgeFiles(kb, qa_train, qa_held, n_kb, n_train, n_held)

@@ -1,0 +1,73 @@
+"""The invented-facts generator: counts, uniqueness, determinism, retrieval, dialogue input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kamevoice.backend.llm.knowledge import KnowledgeProvider
+from kamevoice.backend.llm.settings import KnowledgeSettings
+from kamevoice.data.dialogues import DialogueOptions, fields_for, make_script, read_qa_items
+from kamevoice.data.jobs import Item
+from kamevoice.tiny.knowledge import QUESTIONS, KnowledgeOptions, generate_facts, write_knowledge
+
+NUMERALS = set("0123456789")
+
+
+def test_counts_and_uniqueness():
+    facts = generate_facts(KnowledgeOptions(facts=3000, seed=1))
+    assert len(facts) == 3000
+    assert len({f.id for f in facts}) == 3000
+    assert len({f.question(0) for f in facts}) == 3000
+    assert len({(f.kind, f.subject) for f in facts}) == 3000
+    assert {f.kind for f in facts} == set(QUESTIONS)
+    assert 250 <= sum(f.held_out for f in facts) <= 350
+    for f in facts:
+        assert not NUMERALS & set(f.sentence + f.short), f  # numbers as words, for speech
+        assert all(w in f.sentence.replace(",", "") for w in f.key_words)
+
+
+def test_deterministic_for_a_seed():
+    a = generate_facts(KnowledgeOptions(facts=200, seed=3))
+    assert a == generate_facts(KnowledgeOptions(facts=200, seed=3))
+    assert a != generate_facts(KnowledgeOptions(facts=200, seed=4))
+
+
+def test_files(tmp_path):
+    files = write_knowledge(tmp_path, KnowledgeOptions(facts=64, seed=0), dialogues=100)
+    kb = [json.loads(line) for line in files.kb.read_text().splitlines()]
+    train = [json.loads(line) for line in files.qa_train.read_text().splitlines()]
+    held = [json.loads(line) for line in files.qa_held_out.read_text().splitlines()]
+    assert (len(kb), len(train), files.facts, files.train_dialogues) == (64, 100, 64, 100)
+    held_facts = {r["id"] for r in kb if r["held_out"]}
+    assert len(held) == len(held_facts) > 0
+    assert {r["fact"] for r in held} == held_facts
+    assert not {r["fact"] for r in train} & held_facts  # held-out facts are never trained on
+    assert len({r["id"] for r in train}) == 100
+    # Every training fact is asked before any is asked twice.
+    assert len({r["fact"] for r in train}) == 64 - len(held_facts)
+    again = tmp_path / "again"
+    write_knowledge(again, KnowledgeOptions(facts=64, seed=0), dialogues=100)
+    assert (again / "qa_train.jsonl").read_bytes() == files.qa_train.read_bytes()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_provider_retrieves_the_fact_for_every_paraphrase(tmp_path, seed):
+    facts = generate_facts(KnowledgeOptions(facts=48, seed=seed))
+    files = write_knowledge(tmp_path, KnowledgeOptions(facts=48, seed=seed), dialogues=10)
+    provider = KnowledgeProvider(KnowledgeSettings(path=files.kb, retriever="bm25"))
+    for fact in facts:
+        for template in range(1, len(QUESTIONS[fact.kind])):
+            assert provider.lookup(fact.question(template)).reply == fact.sentence, fact.question(template)
+
+
+def test_qa_file_is_accepted_by_the_dialogue_stage(tmp_path):
+    files = write_knowledge(tmp_path, KnowledgeOptions(facts=30), dialogues=12)
+    items = list(read_qa_items(files.qa_train, fields_for("plain", id="id")))
+    assert len(items) == 12 and all(isinstance(i, Item) for i in items)
+    outcome = make_script(items[0], DialogueOptions(), "plain")
+    assert outcome.error is None
+    turns = outcome.result["turns"]
+    assert turns[0]["speaker"] == "user" and items[0].payload.question in turns[0]["text"]
+    assert items[0].payload.answer in turns[1]["text"]
