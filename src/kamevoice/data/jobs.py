@@ -148,6 +148,38 @@ def _progress(options: RunOptions, stage: str, total: int | None):
     )
 
 
+def _admitted(
+    stage: str,
+    inputs: Iterable[Item | BadInput],
+    done: Callable[[str], bool],
+    options: RunOptions,
+    summary: Summary,
+    bar: Any,
+) -> Iterable[Item]:
+    """Inputs that need work: bad ones and duplicates reported, finished ones skipped, `limit` kept."""
+    seen: set[str] = set()
+    submitted = 0
+    for entry in inputs:
+        if isinstance(entry, BadInput):
+            summary.fail(entry.locator, entry.reason)
+            log.warning("%s: skipping %s: %s", stage, entry.locator, entry.reason)
+            bar.update(1)
+            continue
+        if entry.id in seen:
+            summary.fail(entry.id, "duplicate id in the input (first occurrence kept)")
+            bar.update(1)
+            continue
+        seen.add(entry.id)
+        if done(entry.id):
+            summary.skipped += 1
+            bar.update(1)
+            continue
+        if options.limit is not None and submitted >= options.limit:
+            return
+        submitted += 1
+        yield entry
+
+
 def run_stage(
     stage: str,
     inputs: Iterable[Item | BadInput],
@@ -166,7 +198,6 @@ def run_stage(
     """
     summary = Summary(stage)
     started = time.monotonic()
-    seen: set[str] = set()
     bar = _progress(options, stage, total)
 
     def finish(outcome: Outcome) -> None:
@@ -178,26 +209,7 @@ def run_stage(
         bar.update(1)
 
     def items() -> Iterable[Item]:
-        submitted = 0
-        for entry in inputs:
-            if isinstance(entry, BadInput):
-                summary.fail(entry.locator, entry.reason)
-                log.warning("%s: skipping %s: %s", stage, entry.locator, entry.reason)
-                bar.update(1)
-                continue
-            if entry.id in seen:
-                summary.fail(entry.id, "duplicate id in the input (first occurrence kept)")
-                bar.update(1)
-                continue
-            seen.add(entry.id)
-            if done(entry.id):
-                summary.skipped += 1
-                bar.update(1)
-                continue
-            if options.limit is not None and submitted >= options.limit:
-                return
-            submitted += 1
-            yield entry
+        return _admitted(stage, inputs, done, options, summary, bar)
 
     try:
         if options.workers <= 1:
@@ -280,7 +292,6 @@ async def run_stage_async(
 
     summary = Summary(stage)
     started = time.monotonic()
-    seen: set[str] = set()
     bar = _progress(options, stage, total)
     slots = asyncio.Semaphore(max(1, concurrency))
     tasks: set[asyncio.Task] = set()
@@ -300,25 +311,8 @@ async def run_stage_async(
             log.warning("%s: %s failed: %s", stage, outcome.id, outcome.error)
         bar.update(1)
 
-    submitted = 0
     try:
-        for entry in inputs:
-            if isinstance(entry, BadInput):
-                summary.fail(entry.locator, entry.reason)
-                bar.update(1)
-                continue
-            if entry.id in seen:
-                summary.fail(entry.id, "duplicate id in the input (first occurrence kept)")
-                bar.update(1)
-                continue
-            seen.add(entry.id)
-            if done(entry.id):
-                summary.skipped += 1
-                bar.update(1)
-                continue
-            if options.limit is not None and submitted >= options.limit:
-                break
-            submitted += 1
+        for entry in _admitted(stage, inputs, done, options, summary, bar):
             await slots.acquire()  # bounds the items in flight: the input is streamed
             task = asyncio.create_task(guarded(entry))
             tasks.add(task)
