@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -172,8 +172,18 @@ def read_qa_items(
     path: str | Path, fields: QAFields, id_prefix: str | None = None
 ) -> Iterator[Item | BadInput]:
     """Stream `Item(id, QAItem)` from a JSONL file; unreadable lines come as `BadInput`."""
+    prefix = id_prefix or Path(path).stem
+
+    def parse(row: Any, lineno: int) -> Item:
+        item = parse_item(row, fields, f"{prefix}-{lineno:06d}")
+        return Item(item.id, item)
+
+    return _stream_jsonl(path, parse)
+
+
+def _stream_jsonl(path: str | Path, parse: Callable[[Any, int], Item]) -> Iterator[Item | BadInput]:
+    """`parse(row, line number)` over each JSONL line; unreadable or invalid lines come as `BadInput`."""
     path = Path(path)
-    prefix = id_prefix or path.stem
     try:
         f = open(path, encoding="utf-8")  # noqa: SIM115 - closed below, generator
     except OSError as exc:
@@ -184,11 +194,9 @@ def read_qa_items(
             if not line.strip():
                 continue
             try:
-                item = parse_item(json.loads(line), fields, f"{prefix}-{lineno:06d}")
+                yield parse(json.loads(line), lineno)
             except (ValueError, TypeError) as exc:
                 yield BadInput(f"{path}:{lineno}", str(exc))
-                continue
-            yield Item(item.id, item)
 
 
 # --------------------------------------------------------------------------- writing scripts
@@ -298,19 +306,9 @@ def fields_for(preset: str, **overrides: str | None) -> QAFields:
 
 def read_scripts(path: str | Path) -> Iterator[Item | BadInput]:
     """Stream `Item(id, Script)` from a scripts JSONL; bad lines come as `BadInput`."""
-    path = Path(path)
-    try:
-        f = open(path, encoding="utf-8")  # noqa: SIM115 - closed below, generator
-    except OSError as exc:
-        yield BadInput(str(path), f"cannot open: {exc}")
-        return
-    with f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                script = Script.from_json(json.loads(line))
-            except ValueError as exc:
-                yield BadInput(f"{path}:{lineno}", str(exc))
-                continue
-            yield Item(script.id, script)
+
+    def parse(row: Any, lineno: int) -> Item:
+        script = Script.from_json(row)
+        return Item(script.id, script)
+
+    return _stream_jsonl(path, parse)
