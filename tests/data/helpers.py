@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from kamevoice.cli import main
+from kamevoice.data.formats import write_stereo_wav
 
 SAMPLE_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "kame_finetune_sample"
 if not SAMPLE_DIR.is_dir():  # the shared folder sits beside the checkout
@@ -76,3 +77,34 @@ def file_digests(folder: Path) -> dict[str, tuple[int, str]]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def write_finetune_item(data_dir, item, seconds, rate, rng, event_times_ms=(500, 1000)):
+    """One dialogue in the published kame_finetune layout: noise audio, 4 words, an oracle event per time."""
+    (data_dir / "text").mkdir(parents=True, exist_ok=True)
+    (data_dir / "audio").mkdir(exist_ok=True)
+    (data_dir / "oracle_raw").mkdir(exist_ok=True)
+    n = int(seconds * rate)
+    write_stereo_wav(
+        data_dir / "audio" / f"{item}.wav", 0.1 * rng.standard_normal(n), 0.1 * rng.standard_normal(n), rate
+    )
+    words = [
+        {"speaker": "A", "word": "what", "start": 0.1, "end": 0.3},
+        {"speaker": "A", "word": "time", "start": 0.35, "end": 0.6},
+        {"speaker": "B", "word": "the store opens", "start": 1.2, "end": 1.9},
+        {"speaker": "B", "word": "at nine", "start": 2.0, "end": 2.4},
+    ]
+    (data_dir / "text" / f"{item}.json").write_text(json.dumps(words))
+    event = {
+        "timestamp_ms": 500,
+        "conversation_context": "A: what",
+        "prediction": "the store opens at nine",
+        "total_word_count": 1,
+        "trigger_word": "what",
+        "recent_words": "what",
+        "current_spoken_ratio": 0.5,
+        "channel": 1,
+        "hint": "",
+    }
+    events = [dict(event, timestamp_ms=t) for t in event_times_ms]
+    (data_dir / "oracle_raw" / f"{item}.json").write_text(json.dumps(events))

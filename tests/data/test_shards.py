@@ -11,11 +11,11 @@ import torch
 
 from kamevoice.data.align import align_text, tokenize_oracles
 from kamevoice.data.augment import NO_AUGMENT, AugmentOptions, augment_oracles
-from kamevoice.data.formats import Word, read_oracle_events, read_words, write_stereo_wav
+from kamevoice.data.formats import Word, read_oracle_events, read_words
 from kamevoice.data.shard_build import build_shards
 from kamevoice.data.shards import SampleOptions, ShardDataset, read_example
 from kamevoice.oracle.timeline import OracleEvent, OracleIds, layout_oracle
-from tests.data.helpers import SAMPLE_DIR
+from tests.data.helpers import SAMPLE_DIR, write_finetune_item
 from tests.frontend.helpers import SMALL_TEST_LM, save_codec_checkpoint
 
 
@@ -103,40 +103,11 @@ def codec_checkpoint(tmp_path_factory):
     return save_codec_checkpoint(root, train_spm(root / "tok.model"))
 
 
-def _make_item(data_dir, item, seconds, rate, rng):
-    (data_dir / "text").mkdir(parents=True, exist_ok=True)
-    (data_dir / "audio").mkdir(exist_ok=True)
-    (data_dir / "oracle_raw").mkdir(exist_ok=True)
-    n = int(seconds * rate)
-    write_stereo_wav(
-        data_dir / "audio" / f"{item}.wav", 0.1 * rng.standard_normal(n), 0.1 * rng.standard_normal(n), rate
-    )
-    words = [
-        {"speaker": "A", "word": "what", "start": 0.1, "end": 0.3},
-        {"speaker": "A", "word": "time", "start": 0.35, "end": 0.6},
-        {"speaker": "B", "word": "the store opens", "start": 1.2, "end": 1.9},
-        {"speaker": "B", "word": "at nine", "start": 2.0, "end": 2.4},
-    ]
-    (data_dir / "text" / f"{item}.json").write_text(json.dumps(words))
-    event = {
-        "timestamp_ms": 500,
-        "conversation_context": "A: what",
-        "prediction": "the store opens at nine",
-        "total_word_count": 1,
-        "trigger_word": "what",
-        "recent_words": "what",
-        "current_spoken_ratio": 0.5,
-        "channel": 1,
-        "hint": "",
-    }
-    (data_dir / "oracle_raw" / f"{item}.json").write_text(json.dumps([event, dict(event, timestamp_ms=1000)]))
-
-
 def test_shards_end_to_end_with_resume_and_a_corrupt_item(tmp_path, codec_checkpoint):
     rng = np.random.default_rng(0)
     data = tmp_path / "data"
     for i, rate in enumerate([24000, 16000, 24000]):  # a 16 kHz file is resampled to the codec's rate
-        _make_item(data, f"item{i}", 3.0, rate, rng)
+        write_finetune_item(data, f"item{i}", 3.0, rate, rng)
     (data / "audio" / "item2.wav").write_bytes(b"RIFF....garbage")
     out = tmp_path / "shards"
     summary = build_shards(data, out, str(codec_checkpoint), per_shard=1, progress=False)
@@ -152,7 +123,7 @@ def test_shards_end_to_end_with_resume_and_a_corrupt_item(tmp_path, codec_checkp
     # Resume: a second run redoes nothing and leaves finished shards untouched.
     stamp = (out / "shard-00000.safetensors").stat().st_mtime_ns
     (data / "audio" / "item2.wav").unlink()
-    _make_item(data, "item2", 2.0, 24000, rng)
+    write_finetune_item(data, "item2", 2.0, 24000, rng)
     again = build_shards(data, out, str(codec_checkpoint), per_shard=1, progress=False)
     assert again.skipped_done == 2 and again.items == 1 and not again.failures
     assert (out / "shard-00000.safetensors").stat().st_mtime_ns == stamp
@@ -177,7 +148,7 @@ def test_shards_command(tmp_path, codec_checkpoint):
     from tests.data.helpers import cli
 
     data = tmp_path / "data"
-    _make_item(data, "one", 2.0, 24000, np.random.default_rng(1))
+    write_finetune_item(data, "one", 2.0, 24000, np.random.default_rng(1))
     out = tmp_path / "shards"
     assert cli("data", "shards", data, "--out", out, "--checkpoint", codec_checkpoint, "--no-progress") == 0
     summary = json.loads((out / "summary.json").read_text())

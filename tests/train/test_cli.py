@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from kamevoice.cli import main
-from kamevoice.data.formats import write_stereo_wav
 from kamevoice.data.shard_build import build_shards
 from kamevoice.frontend.loading import load_frontend
 from kamevoice.train.logging import read_log
+from tests.data.helpers import write_finetune_item
 from tests.frontend.helpers import save_codec_checkpoint
 from tests.train.helpers import TRAIN_TEST_LM
 
@@ -35,38 +35,11 @@ def mimi_checkpoint(tmp_path_factory):
     )
 
 
-def _dialogue(data_dir, item: str, seconds: float, rng) -> None:
-    for sub in ("text", "audio", "oracle_raw"):
-        (data_dir / sub).mkdir(parents=True, exist_ok=True)
-    n = int(seconds * 24000)
-    write_stereo_wav(
-        data_dir / "audio" / f"{item}.wav", 0.1 * rng.standard_normal(n), 0.1 * rng.standard_normal(n), 24000
-    )
-    words = [
-        {"speaker": "A", "word": "what time", "start": 0.1, "end": 0.6},
-        {"speaker": "B", "word": "the store opens", "start": 1.2, "end": 1.9},
-        {"speaker": "B", "word": "at nine", "start": 2.0, "end": 2.4},
-    ]
-    (data_dir / "text" / f"{item}.json").write_text(json.dumps(words))
-    event = {
-        "timestamp_ms": 500,
-        "conversation_context": "A: what",
-        "prediction": "the store opens at nine",
-        "total_word_count": 2,
-        "trigger_word": "time",
-        "recent_words": "what time",
-        "current_spoken_ratio": 1.0,
-        "channel": 1,
-        "hint": "",
-    }
-    (data_dir / "oracle_raw" / f"{item}.json").write_text(json.dumps([event]))
-
-
 def test_train_command_end_to_end_then_plot(tmp_path, mimi_checkpoint):
     rng = np.random.default_rng(0)
     data = tmp_path / "data"
     for i in range(3):
-        _dialogue(data, f"item{i}", 3.0, rng)
+        write_finetune_item(data, f"item{i}", 3.0, 24000, rng, event_times_ms=(500,))
     shards = tmp_path / "shards"
     summary = build_shards(data, shards, str(mimi_checkpoint), per_shard=2, progress=False)
     assert summary.items == 3 and summary.oracle_events == 3
