@@ -74,7 +74,9 @@ def test_rate_and_voice(engine):
     assert engine.voices() == ["en_US-joe-medium"]
     slow = engine.synthesize("The weather is lovely today.", "en_US-joe-medium", 0.8)
     fast = engine.synthesize("The weather is lovely today.", None, 1.3)
-    assert slow.words[-1][2] > 1.3 * fast.words[-1][2]
+    # Compare the synthesised durations (measured ratio 1.36-1.42 for rates 0.8 vs 1.3; 1.0 if the rate
+    # were ignored). Aligned word ends are too noisy for this: piper's output varies from call to call.
+    assert len(slow.audio) / slow.sample_rate > 1.25 * len(fast.audio) / fast.sample_rate
     from kamevoice.errors import ConfigError
 
     with pytest.raises(ConfigError, match="not loaded"):
