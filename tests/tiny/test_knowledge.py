@@ -10,7 +10,7 @@ from kamevoice.backend.llm.knowledge import KnowledgeProvider
 from kamevoice.backend.llm.settings import KnowledgeSettings
 from kamevoice.data.dialogues import DialogueOptions, fields_for, make_script, read_qa_items
 from kamevoice.data.jobs import Item
-from kamevoice.tiny.knowledge import QUESTIONS, KnowledgeOptions, generate_facts, write_knowledge
+from kamevoice.tiny.knowledge import KB_ANSWER, QUESTIONS, KnowledgeOptions, generate_facts, write_knowledge
 
 NUMERALS = set("0123456789")
 
@@ -59,7 +59,9 @@ def test_provider_retrieves_the_fact_for_every_paraphrase(tmp_path, seed):
     provider = KnowledgeProvider(KnowledgeSettings(path=files.kb, retriever="bm25"))
     for fact in facts:
         for template in range(1, len(QUESTIONS[fact.kind])):
-            assert provider.lookup(fact.question(template)).reply == fact.sentence, fact.question(template)
+            match = provider.lookup(fact.question(template))
+            assert match.entry.question == fact.question(0), fact.question(template)
+            assert match.reply == KB_ANSWER.format(short=fact.short)
 
 
 def test_qa_file_is_accepted_by_the_dialogue_stage(tmp_path):

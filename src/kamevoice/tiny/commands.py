@@ -12,6 +12,7 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `tiny` command group."""
     from kamevoice.cli import add_group
+    from kamevoice.tiny.build import BuildOptions  # light: the build's heavy imports are lazy
 
     sub = add_group(subparsers, "tiny", "KAME-tiny: a CPU front-end trained here, end to end")
     p = sub.add_parser(
@@ -23,9 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("out", type=Path, metavar="OUT_DIR")
     p.add_argument(
-        "--facts", type=int, default=3000, help="invented facts in the knowledge base (default 3000)"
+        "--facts",
+        type=int,
+        default=BuildOptions.facts,
+        help=f"invented facts in the knowledge base (default {BuildOptions.facts})",
     )
-    p.add_argument("--dialogues", type=int, default=8000, help="training dialogues (default 8000)")
+    p.add_argument(
+        "--dialogues",
+        type=int,
+        default=BuildOptions.dialogues,
+        help=f"training dialogues (default {BuildOptions.dialogues})",
+    )
     p.add_argument("--train-minutes", type=float, default=60.0, metavar="M",
                    help="wall-time budget of the training stage (default 60)")  # fmt: skip
     p.add_argument("--train-steps", type=int, default=None, metavar="N",

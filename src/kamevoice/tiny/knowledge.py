@@ -184,11 +184,21 @@ def generate_facts(options: KnowledgeOptions) -> list[Fact]:
     return [Fact(f.id, f.kind, f.subject, f.short, f.sentence, i in held) for i, f in enumerate(facts)]
 
 
+# How the knowledge base words its answers: one of the reply templates of the training
+# dialogues (`kamevoice.data.dialogues`), so that the live oracle reads like the true replies
+# the front-end saw as oracles in training (a differently worded oracle is harder to copy from).
+KB_ANSWER = "The answer is {short}."
+
+
 def kb_records(facts: Iterable[Fact]) -> Iterator[dict]:
-    """Knowledge-base JSONL records: the KB provider reads `question` and `answer`."""
+    """Knowledge-base JSONL records: the KB provider reads `question` and `answer`.
+
+    `sentence` keeps the fact as a full sentence, for people reading the file.
+    """
     for f in facts:
-        yield {"id": f.id, "question": f.question(0), "answer": f.sentence, "kind": f.kind,
-               "key_words": list(f.key_words), "held_out": f.held_out}  # fmt: skip
+        yield {"id": f.id, "question": f.question(0), "answer": KB_ANSWER.format(short=f.short),
+               "sentence": f.sentence, "kind": f.kind, "key_words": list(f.key_words),
+               "held_out": f.held_out}  # fmt: skip
 
 
 def qa_records(facts: list[Fact], dialogues: int, seed: int, held_out: bool = False) -> Iterator[dict]:
