@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from pydantic import BaseModel
@@ -21,6 +23,7 @@ from kamevoice.train.parts import (
     ModelSource,
     apply_finetune,
     build_model,
+    export_checkpoint,
     merged_model,
     part_of,
     resolve_source,
@@ -114,6 +117,20 @@ def test_a_plain_moshi_checkpoint_starts_with_oracle_emb_equal_to_text_emb(tmp_p
     loaded = build_model(source, config)
     assert torch.equal(loaded.oracle_emb.weight, loaded.text_emb.weight)
     assert torch.equal(loaded.text_emb.weight, model.text_emb.weight)
+
+
+def test_checkpoints_of_a_run_name_the_codec_of_the_checkpoint_it_started_from(tmp_path, spm_path):
+    model, _ = _model()
+    codec = {"codec": "codec2", "codec_mode": 1200}
+    ckpt = save_checkpoint(tmp_path / "init", model, dict(TRAIN_TEST_LM), tokenizer=spm_path, extra=codec)
+    source = resolve_source(ModelConfig(checkpoint=str(ckpt)))
+    assert source.codec_extra == codec
+    out = export_checkpoint(
+        tmp_path / "step", model.state_dict(), source, FinetuneConfig(), extra={"train_step": 7}
+    )
+    saved = resolve_source(ModelConfig(checkpoint=str(out)))
+    assert saved.codec_extra == codec
+    assert json.loads((out / "config.json").read_text())["kamevoice"] == {**codec, "train_step": 7}
 
 
 def test_yaml_and_toml_configs_read_the_same(tmp_path):

@@ -50,6 +50,9 @@ PART_MODULES: dict[Part, tuple[str, ...]] = {
 }
 # LM kwargs that only matter while training: never written into a saved config.json.
 TRAIN_ONLY_KWARGS = ("gradient_checkpointing",)
+# Keys of config.json's `kamevoice` section that name the codec (e.g. Codec 2 and its mode): a
+# run's checkpoints carry them from the initial checkpoint, or they would load with Mimi.
+CODEC_EXTRA_KEYS = ("codec", "codec_mode", "codec_bits_per_codebook")
 
 
 @dataclass
@@ -62,6 +65,7 @@ class ModelSource:
     codec_config: dict[str, Any] | None = None
     lm_gen_config: dict[str, Any] = field(default_factory=dict)
     weights: Path | None = None  # LM safetensors (None: random init)
+    codec_extra: dict[str, Any] = field(default_factory=dict)  # the codec keys of `kamevoice`
 
 
 def part_of(name: str) -> Part:
@@ -83,6 +87,7 @@ def resolve_source(config: ModelConfig) -> ModelSource:
             codec_config=files.codec_config,
             lm_gen_config=dict(files.lm_gen_config),
             weights=files.lm_weights,
+            codec_extra={k: files.extra[k] for k in CODEC_EXTRA_KEYS if k in files.extra},
         )
     kwargs = preset(config.preset) if config.preset else {}
     kwargs.update(config.lm_kwargs or {})
@@ -177,5 +182,5 @@ def export_checkpoint(
         codec_weights=source.codec_weights,
         codec_config=source.codec_config,
         lm_gen_config=source.lm_gen_config or None,
-        extra=extra,
+        extra={**source.codec_extra, **(extra or {})},
     )
