@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--options-field")
     p.add_argument("--id-field")
     p.add_argument("--explanation-field")
-    p.add_argument("--answer-style", choices=("text", "letter", "gsm8k"))
+    p.add_argument("--answer-style", choices=("text", "letter", "gsm8k", "reply"))
     p.add_argument(
         "--thanks-probability", type=float, default=0.3, help="share of dialogues ending in thanks"
     )

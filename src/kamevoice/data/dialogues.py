@@ -30,7 +30,7 @@ from kamevoice.errors import ConfigError
 
 USER, ASSISTANT = "user", "assistant"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-AnswerStyle = Literal["text", "letter", "gsm8k"]
+AnswerStyle = Literal["text", "letter", "gsm8k", "reply"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class QAFields:
     id: str | None = None
     # A worked solution or explanation, used for a follow-up turn when present.
     explanation: str | None = None
-    # How `answer` is written: plain text, a choice letter/index, or GSM8K's "steps #### final".
+    # How `answer` is written: plain text, a choice letter/index, GSM8K's "steps #### final", or
+    # "reply": the assistant's whole reply, spoken as it is (no answer template around it).
     answer_style: AnswerStyle = "text"
 
 
@@ -70,6 +71,7 @@ class QAItem:
     options: tuple[str, ...] = ()
     answer_index: int | None = None
     explanation: str = ""
+    verbatim: bool = False  # `answer` is the whole reply (answer style "reply")
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,8 @@ def parse_item(obj: Any, fields: QAFields, fallback_id: str) -> QAItem:
         answer = options[index]
     if explanation.startswith(("A: Let's think step by step.", "Let's think step by step.")):
         explanation = explanation.split("step by step.", 1)[1].strip()
-    return QAItem(check_item_id(item_id), question, answer, options, index, explanation)
+    verbatim = fields.answer_style == "reply"
+    return QAItem(check_item_id(item_id), question, answer, options, index, explanation, verbatim)
 
 
 def read_qa_items(
@@ -277,7 +280,9 @@ class OfflineScriptWriter:
             asked += " " + _read_options(item.options, rng)
         turns = [Turn(USER, asked)]
         answer = spoken(item.answer).rstrip(".") or item.answer
-        if item.answer_index is not None:
+        if item.verbatim:
+            reply = spoken(item.answer) or item.answer
+        elif item.answer_index is not None:
             reply = rng.choice(_ANSWER_CHOICE).format(letter=LETTERS[item.answer_index], text=answer)
         else:
             reply = rng.choice(_ANSWER_TEXT).format(text=answer)

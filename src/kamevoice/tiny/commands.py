@@ -45,6 +45,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--progress", action="store_true", help="progress bars")
     p.set_defaults(handler=_build)
 
+    p = sub.add_parser(
+        "ship",
+        help="copy a finished build's checkpoint, knowledge base and held-out questions into the package",
+        description="Replace the embedded KAME-tiny (kamevoice/assets/tiny: the default model of serve, "
+        "run, eval and the tests) with BUILD_DIR's results. For maintainers: commit the result.",
+    )
+    p.add_argument("build", type=Path, metavar="BUILD_DIR")
+    p.add_argument("--into", type=Path, default=None, help="destination (default: the package's assets/tiny)")
+    p.set_defaults(handler=_ship)
+
 
 def _build(args: argparse.Namespace) -> int:
     import json
@@ -65,4 +75,14 @@ def _build(args: argparse.Namespace) -> int:
     print(f"checkpoint: {summary['checkpoint']} ({publish['size_mb']} MB, step {publish['train_step']})")
     print("stage wall times (s): " + json.dumps({k: v["seconds"] for k, v in summary["stages"].items()}))
     print(f"summary written to {args.out / 'summary.json'}")
+    return 0
+
+
+def _ship(args: argparse.Namespace) -> int:
+    from kamevoice.assets import TINY_DIR
+    from kamevoice.tiny.ship import ship_build
+
+    dest = args.into or TINY_DIR
+    info = ship_build(args.build, dest)
+    print(f"shipped {args.build} -> {dest} (checkpoint {info['checkpoint_mb']} MB)")
     return 0

@@ -10,9 +10,10 @@ Two outputs from one seeded fact list:
 - the knowledge base (JSONL, `question` / `answer`, read by
   `kamevoice.backend.llm.knowledge.KnowledgeProvider`): one entry per fact,
   the answer a full spoken sentence (what the oracle streams);
-- QA JSONL for `kamevoice data dialogues` (plain preset: `id`, `question`,
-  `answer`): several paraphrased questions per fact, the answer a short
-  spoken phrase ("forty two dollars"), numbers always as words.
+- QA JSONL for `kamevoice data dialogues` (plain preset, answer style
+  `reply`: `id`, `question`, `answer`): several paraphrased questions per
+  fact, the answer the assistant's whole reply ("Let me check. The tasko
+  kettle costs forty two dollars."), numbers always as words.
 
 Facts are split into training facts (asked in training dialogues) and
 held-out facts (never heard in training; for evaluating knowledge injection).
@@ -184,10 +185,19 @@ def generate_facts(options: KnowledgeOptions) -> list[Fact]:
     return [Fact(f.id, f.kind, f.subject, f.short, f.sentence, i in held) for i, f in enumerate(facts)]
 
 
-# How the knowledge base words its answers: one of the reply templates of the training
-# dialogues (`kamevoice.data.dialogues`), so that the live oracle reads like the true replies
-# the front-end saw as oracles in training (a differently worded oracle is harder to copy from).
-KB_ANSWER = "The answer is {short}."
+# Replies open with a few words that need no knowledge, then state the fact. In speech the
+# opener buys ~1 s, in which the oracle (laid out one token per 80 ms frame from when the back-end
+# answers) gets ahead of the words the front-end must copy from it; without it the oracle's answer
+# words arrived a median 3 frames before they were due (17% after), too late to copy.
+REPLY_OPENERS = ("Let me check.", "One moment.", "Let me see.", "Sure, let me look.")
+# How the knowledge base words its answers: a training reply (opener + the fact's sentence), so
+# that the live oracle reads like the true replies the front-end saw as oracles in training.
+KB_ANSWER = "{opener} {sentence}"
+
+
+def reply_text(fact: Fact, opener: str = REPLY_OPENERS[0]) -> str:
+    """The assistant's spoken reply stating `fact`: an opener, then the fact's sentence."""
+    return KB_ANSWER.format(opener=opener, sentence=fact.sentence)
 
 
 def kb_records(facts: Iterable[Fact]) -> Iterator[dict]:
@@ -196,7 +206,7 @@ def kb_records(facts: Iterable[Fact]) -> Iterator[dict]:
     `sentence` keeps the fact as a full sentence, for people reading the file.
     """
     for f in facts:
-        yield {"id": f.id, "question": f.question(0), "answer": KB_ANSWER.format(short=f.short),
+        yield {"id": f.id, "question": f.question(0), "answer": reply_text(f),
                "sentence": f.sentence, "kind": f.kind, "key_words": list(f.key_words),
                "held_out": f.held_out}  # fmt: skip
 
@@ -218,7 +228,8 @@ def qa_records(facts: list[Fact], dialogues: int, seed: int, held_out: bool = Fa
         rounds = n // len(order)
         asked = len(QUESTIONS[fact.kind]) - 1  # the paraphrases, template 0 excluded
         template = 1 + (rounds + rng.randrange(asked)) % asked
-        yield {"id": f"{fact.id}-q{n:05d}", "question": fact.question(template), "answer": fact.short,
+        reply = reply_text(fact, rng.choice(REPLY_OPENERS))
+        yield {"id": f"{fact.id}-q{n:05d}", "question": fact.question(template), "answer": reply,
                "fact": fact.id, "key_words": list(fact.key_words)}  # fmt: skip
 
 

@@ -29,12 +29,15 @@ class TokenizerOptions:
 def corpus_lines(
     jsonl_files: Iterable[Path], fields: tuple[str, ...] = ("question", "answer")
 ) -> Iterator[str]:
-    """Text lines of the given JSONL files' fields, then the dialogue writer's fixed phrases."""
+    """Text lines of the given JSONL files (dialogue scripts' turns, or QA/KB records' `fields`),
+    then the dialogue writer's fixed phrases."""
     for path in jsonl_files:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 if line.strip():
                     record = json.loads(line)
+                    for turn in record.get("turns", ()):
+                        yield turn["text"]
                     for name in fields:
                         if isinstance(record.get(name), str):
                             yield record[name]
@@ -55,7 +58,10 @@ def train_tokenizer(lines: Iterable[str], out_path: Path, options: TokenizerOpti
         sentence_iterator=iter(list(lines)),
         model_writer=model,
         vocab_size=options.vocab_size,
-        model_type="unigram",
+        # BPE, not Moshi's unigram: on this corpus (thousands of invented names) a 1000-piece
+        # unigram model spelt everyday words letter by letter ("hundred" -> h u nd re d, five
+        # frames of text stream); BPE's merges follow frequency and keep them whole.
+        model_type="bpe",
         character_coverage=1.0,
         hard_vocab_limit=False,  # toy corpora cannot fill the vocabulary; take what they give
         unk_id=0,
