@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from kamevoice.data.dialogues import PRESETS, OfflineScriptWriter, fields_for, parse_item, read_qa_items
+from kamevoice.data.dialogues import (
+    PRESETS,
+    DialogueOptions,
+    OfflineScriptWriter,
+    fields_for,
+    parse_item,
+    read_qa_items,
+)
 from kamevoice.data.jobs import BadInput
 from kamevoice.data.spoken import cardinal, ordinal, spoken
 from kamevoice.errors import ConfigError
@@ -90,3 +97,11 @@ def test_bad_lines_are_reported_not_dropped(tmp_path):
     with pytest.raises(ConfigError):
         fields_for("nope")
     assert json.loads(path.read_text().splitlines()[0])["question"].startswith("Natalia")
+
+
+def test_reply_style_speaks_the_answer_as_the_whole_reply():
+    fields = fields_for("plain", answer_style="reply")
+    row = {"question": "How much is the kettle?", "answer": "Let me see. It costs 12 dollars."}
+    script = OfflineScriptWriter(DialogueOptions(thanks_probability=0.0)).write(parse_item(row, fields, "r1"))
+    assert len(script.turns) == 2 and script.turns[0].text.endswith("How much is the kettle?")
+    assert script.turns[1].text == "Let me see. It costs twelve dollars."  # no template around it

@@ -112,3 +112,28 @@ def test_training_sized_by_the_clock(built, tmp_path):
     assert train["probe_step_s"] > 0 and train["planned_steps"] >= 1
     assert train["steps"] == train["planned_steps"] or train["stopped_by_clock"]
     assert (copy / "checkpoint" / "model.safetensors").is_file()
+
+
+def test_ship_copies_a_finished_build_whole(built, tmp_path):
+    from kamevoice.frontend.loading import load_frontend
+
+    dest = tmp_path / "assets" / "tiny"
+    dest.mkdir(parents=True)
+    (dest / "stale.txt").write_text("from an older build")
+    assert main(["tiny", "ship", str(built), "--into", str(dest)]) == 0
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "build.json",
+        "checkpoint",
+        "kb.jsonl",
+        "qa_held_out.jsonl",
+    ]
+    info = json.loads((dest / "build.json").read_text())
+    assert info["options"]["facts"] == 20 and "train" in info["stages"]
+    assert (dest / "kb.jsonl").read_bytes() == (built / "knowledge" / "kb.jsonl").read_bytes()
+    load_frontend(dest / "checkpoint", device="cpu", load_codec=False)
+
+
+def test_ship_refuses_an_unfinished_build(tmp_path, capsys):
+    assert main(["tiny", "ship", str(tmp_path), "--into", str(tmp_path / "dest")]) == 1
+    assert "no summary.json" in capsys.readouterr().err
+    assert not (tmp_path / "dest").exists()

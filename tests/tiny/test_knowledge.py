@@ -10,7 +10,14 @@ from kamevoice.backend.llm.knowledge import KnowledgeProvider
 from kamevoice.backend.llm.settings import KnowledgeSettings
 from kamevoice.data.dialogues import DialogueOptions, fields_for, make_script, read_qa_items
 from kamevoice.data.jobs import Item
-from kamevoice.tiny.knowledge import KB_ANSWER, QUESTIONS, KnowledgeOptions, generate_facts, write_knowledge
+from kamevoice.tiny.knowledge import (
+    QUESTIONS,
+    REPLY_OPENERS,
+    KnowledgeOptions,
+    generate_facts,
+    reply_text,
+    write_knowledge,
+)
 
 NUMERALS = set("0123456789")
 
@@ -61,15 +68,16 @@ def test_provider_retrieves_the_fact_for_every_paraphrase(tmp_path, seed):
         for template in range(1, len(QUESTIONS[fact.kind])):
             match = provider.lookup(fact.question(template))
             assert match.entry.question == fact.question(0), fact.question(template)
-            assert match.reply == KB_ANSWER.format(short=fact.short)
+            assert match.reply == reply_text(fact)
 
 
 def test_qa_file_is_accepted_by_the_dialogue_stage(tmp_path):
     files = write_knowledge(tmp_path, KnowledgeOptions(facts=30), dialogues=12)
-    items = list(read_qa_items(files.qa_train, fields_for("plain", id="id")))
+    items = list(read_qa_items(files.qa_train, fields_for("plain", id="id", answer_style="reply")))
     assert len(items) == 12 and all(isinstance(i, Item) for i in items)
     outcome = make_script(items[0], DialogueOptions(), "plain")
     assert outcome.error is None
     turns = outcome.result["turns"]
     assert turns[0]["speaker"] == "user" and items[0].payload.question in turns[0]["text"]
-    assert items[0].payload.answer in turns[1]["text"]
+    assert turns[1]["text"] == items[0].payload.answer  # the reply verbatim: opener + the fact
+    assert turns[1]["text"].split(".")[0] + "." in REPLY_OPENERS
