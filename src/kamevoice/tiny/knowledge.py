@@ -1,9 +1,10 @@
 """Invented facts for KAME-tiny: a knowledge base only the back-end can know.
 
-Shops and products get names built from random syllables ("Velmora Market",
-"the tasko kettle"), so no pretrained model, and no tiny model trained on a
-few hundred dialogues, can guess their prices, codes, stock levels or opening
-hours: a right answer has to come through the oracle stream.
+Shops and products get invented two-word names ("Quiet Harbor Market", "the
+amber falcon kettle") and random prices, codes, stock levels and opening
+hours, so no pretrained model, and no tiny model trained on a few thousand
+dialogues, can guess them: a right answer has to come through the oracle
+stream.
 
 Two outputs from one seeded fact list:
 
@@ -12,8 +13,8 @@ Two outputs from one seeded fact list:
   the answer a full spoken sentence (what the oracle streams);
 - QA JSONL for `kamevoice data dialogues` (plain preset, answer style
   `reply`: `id`, `question`, `answer`): several paraphrased questions per
-  fact, the answer the assistant's whole reply ("Let me check. The tasko
-  kettle costs forty two dollars."), numbers always as words.
+  fact, the answer the assistant's whole reply ("Let me check. The amber
+  falcon kettle costs forty two dollars."), numbers always as words.
 
 Facts are split into training facts (asked in training dialogues) and
 held-out facts (never heard in training; for evaluating knowledge injection).
@@ -29,11 +30,31 @@ from pathlib import Path
 
 from kamevoice.data.spoken import cardinal
 
-CONSONANTS = "bdfgklmnprstvz"
-VOWELS = "aeiou"
-# Syllables per invented word: one-syllable words collide with English ("ba", "to"), four are
-# hard to say; two or three give ~(14 * 5)^3 = 343,000 names, ample for a few thousand facts.
-MIN_SYLLABLES, MAX_SYLLABLES = 2, 3
+# Names are two everyday words ("the amber falcon kettle", "Quiet Harbor Market"): speech
+# recognisers spell them right, so the back-end can find the fact from what it hears (names of
+# random syllables came back respelt, "rufugi" -> "roof you get", and retrieval found 1 in 3),
+# while prices, codes, stock and hours stay random: nothing a model could guess or memorise.
+# 80 x 80 = 6,400 pairs, each used once, ample for a few thousand facts.
+NAME_FIRST = (
+    "amber", "autumn", "bold", "brave", "bright", "calm", "clever", "copper", "cosy", "crimson",
+    "dusty", "early", "eastern", "famous", "fancy", "frosty", "gentle", "giant", "golden", "grand",
+    "green", "happy", "hidden", "honest", "humble", "icy", "jolly", "lazy", "little", "lively",
+    "lucky", "magic", "merry", "misty", "modern", "noble", "northern", "ocean", "orange", "patient",
+    "pink", "plain", "polar", "proud", "purple", "quiet", "rapid", "royal", "rusty", "sandy",
+    "secret", "silent", "silver", "simple", "sleepy", "smooth", "snowy", "solar", "southern", "spring",
+    "steady", "stormy", "sturdy", "summer", "sunny", "sweet", "swift", "tiny", "velvet", "violet",
+    "warm", "western", "wild", "windy", "winter", "wise", "wooden", "yellow", "young", "zesty",
+)  # fmt: skip
+NAME_SECOND = (
+    "anchor", "apple", "arrow", "badger", "bamboo", "beacon", "bear", "bison", "bridge", "brook",
+    "butter", "cactus", "canyon", "castle", "cedar", "cherry", "cliff", "clover", "comet", "coral",
+    "cotton", "daisy", "desert", "dolphin", "dragon", "eagle", "falcon", "feather", "forest", "fox",
+    "garden", "ginger", "glacier", "harbor", "hawk", "hazel", "heron", "hill", "island", "jungle",
+    "lagoon", "lemon", "lion", "lotus", "maple", "meadow", "meteor", "moon", "mountain", "oak",
+    "otter", "owl", "panda", "parrot", "peach", "pebble", "pepper", "pine", "planet", "pony",
+    "rabbit", "raven", "river", "robin", "rocket", "saddle", "salmon", "shadow", "spruce", "squirrel",
+    "star", "thunder", "tiger", "tulip", "valley", "walnut", "willow", "wolf", "zebra", "lantern",
+)  # fmt: skip
 SHOP_KINDS = ("Market", "Store", "Bazaar", "Outlet", "Emporium", "Depot", "Gallery", "Corner")
 PRODUCT_KINDS = ("lamp", "kettle", "jacket", "chair", "blender", "backpack", "clock", "umbrella",
                  "teapot", "scarf", "radio", "basket", "candle", "mirror", "pillow", "toaster")  # fmt: skip
@@ -86,7 +107,7 @@ class Fact:
 
     id: str
     kind: str
-    subject: str  # the product ("the tasko kettle" without "the") or the shop
+    subject: str  # the product ("amber falcon kettle", without "the") or the shop
     short: str  # spoken reply phrase, e.g. "forty two dollars"
     sentence: str  # the knowledge-base answer, a full spoken sentence
     held_out: bool
@@ -110,23 +131,20 @@ class KnowledgeOptions:
     held_out_share: float = HELD_OUT_SHARE
 
 
-def _word(rng: random.Random) -> str:
-    n = rng.randint(MIN_SYLLABLES, MAX_SYLLABLES)
-    return "".join(rng.choice(CONSONANTS) + rng.choice(VOWELS) for _ in range(n))
-
-
 class _Names:
-    """Fresh invented words, never the same twice in one knowledge base."""
+    """Fresh two-word names, never the same pair twice in one knowledge base."""
 
     def __init__(self, rng: random.Random):
         self.rng, self.used = rng, set()
 
     def fresh(self) -> str:
+        if len(self.used) == len(NAME_FIRST) * len(NAME_SECOND):
+            raise ValueError("out of names: raise the name lists or ask for fewer facts")
         while True:
-            word = _word(self.rng)
-            if word not in self.used:
-                self.used.add(word)
-                return word
+            name = f"{self.rng.choice(NAME_FIRST)} {self.rng.choice(NAME_SECOND)}"
+            if name not in self.used:
+                self.used.add(name)
+                return name
 
 
 def _hour(h: int) -> str:
@@ -151,7 +169,7 @@ def _code(rng: random.Random) -> str:
 
 
 def _shop_facts(index: int, rng: random.Random, names: _Names) -> Iterator[Fact]:
-    shop = f"{names.fresh().capitalize()} {rng.choice(SHOP_KINDS)}"
+    shop = f"{names.fresh().title()} {rng.choice(SHOP_KINDS)}"
     opens, closes = rng.randint(6, 11), rng.randint(13, 22)
     hours = f"from {_hour(opens)} to {_hour(closes)}"
     yield Fact(f"s{index:04d}-hours", "hours", shop, hours, f"{shop} is open {hours}.", False)

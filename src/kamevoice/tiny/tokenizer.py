@@ -14,7 +14,7 @@ from pathlib import Path
 from kamevoice.data import dialogues
 
 # ~1000 pieces: whole words for the closed everyday vocabulary (numbers, units, templates) and
-# syllable pieces for invented names; fits the tiny preset's text_card (1024) with room to spare.
+# pieces for the invented names; fits the tiny preset's text_card (1024) with room to spare.
 VOCAB_SIZE = 1000
 TOKENIZER_NAME = "tokenizer_tiny.model"
 
