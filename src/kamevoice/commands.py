@@ -6,14 +6,6 @@ import argparse
 import json
 import sys
 
-from kamevoice.errors import ConfigError
-
-NO_DEFAULT_MODEL = (
-    "no front-end checkpoint given, and kamevoice has no embedded default model yet "
-    "(the tiny preset is not built). Pass --checkpoint DIR_OR_REPO (e.g. SakanaAI/kame on a GPU) "
-    "or set KAMEVOICE_FRONTEND__CHECKPOINT."
-)
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     register_demo(sub)
@@ -75,22 +67,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 def register_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo",
-        help="speak a question (espeak-ng) into the offline back-end and show it think, no download needed",
+        help="speak a question (espeak-ng) to the embedded KAME-tiny and its back-end, no download needed",
         description="Synthesise a spoken question with espeak-ng, stream it into the embedded STT and the "
-        "knowledge-base back-end on the virtual clock, and print the partial transcripts and the oracles as "
-        "they grow. With a front-end checkpoint (--checkpoint or settings) it also runs the full session "
-        "and writes the stereo reply.",
+        "knowledge-base back-end on the virtual clock, print the partial transcripts and the oracles as "
+        "they grow, then run the whole KAME session (the embedded KAME-tiny front-end, or --checkpoint) "
+        "and write the stereo reply. The default question asks a fact the tiny model never heard in "
+        "training: only the oracle can bring its answer.",
     )
-    demo.add_argument("--text", default=DEMO_QUESTION, help="what the user says")
-    demo.add_argument("--checkpoint", help="front-end checkpoint for the full session (optional)")
-    demo.add_argument(
-        "--out", default="kamevoice-demo.wav", help="stereo reply WAV when a checkpoint is given"
-    )
+    demo.add_argument("--text", default=None, help="what the user says (default: a held-out tiny question)")
+    demo.add_argument("--checkpoint", help="front-end checkpoint (default: the embedded KAME-tiny)")
+    demo.add_argument("--out", default="kamevoice-demo.wav", help="stereo reply WAV (user left, model right)")
     demo.set_defaults(handler=run_demo_command)
 
 
-# A question the shipped example FAQ (a fictional bicycle shop) can answer.
-DEMO_QUESTION = "Hi, what time do you open on Saturday?"
+def demo_question() -> tuple[str, list[str]]:
+    """The default demo question (the first held-out tiny question) and its key answer words."""
+    import json
+
+    from kamevoice.assets import tiny_held_out_questions
+
+    with open(tiny_held_out_questions(), encoding="utf-8") as f:
+        first = json.loads(f.readline())
+    return first["question"], list(first["key_words"])
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
@@ -104,22 +102,21 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from kamevoice.data.tts import get_engine
 
     settings = _settings(args)
-    speech = get_engine("espeak").synthesize(args.text)
+    text, key_words = (args.text, []) if args.text else demo_question()
+    speech = get_engine("espeak").synthesize(text)
     pad = np.zeros(int(0.5 * speech.sample_rate), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "question.wav"
         sf.write(wav, np.concatenate([pad, speech.audio, pad]), speech.sample_rate)
-        print(f'user says: "{args.text}" ({len(speech.audio) / speech.sample_rate:.1f} s, espeak-ng)')
+        print(f'user says: "{text}" ({len(speech.audio) / speech.sample_rate:.1f} s, espeak-ng)')
+        if key_words:
+            print(f"(the answer's key words, from the knowledge base: {' '.join(key_words)})")
         run_oracle_file(wav, settings)
-        checkpoint = args.checkpoint or settings.frontend.checkpoint
-        if checkpoint:
-            ns = argparse.Namespace(audio=str(wav), out=args.out, events=None, transcript=None,
-                                    checkpoint=checkpoint, device=None, seed=None, tail=4.0, realtime=False,
-                                    no_oracle=False)  # fmt: skip
-            run_file_command(ns)
-            print(f"stereo reply (user left, model right): {args.out}")
-        else:
-            print("(no front-end checkpoint configured: the back-end ran alone; see --checkpoint)")
+        ns = argparse.Namespace(audio=str(wav), out=args.out, events=None, transcript=None,
+                                checkpoint=args.checkpoint, device=None, seed=None, tail=4.0,
+                                realtime=False, no_oracle=False)  # fmt: skip
+        run_file_command(ns)
+        print(f"stereo reply (user left, model right): {args.out}")
     return 0
 
 
@@ -130,6 +127,7 @@ def _settings(args: argparse.Namespace):
 
 
 def run_file_command(args: argparse.Namespace) -> int:
+    from kamevoice.assets import default_checkpoint
     from kamevoice.backend.llm.factory import make_llm
     from kamevoice.backend.stt import make_stt
     from kamevoice.backend.stt.files import read_audio
@@ -138,9 +136,7 @@ def run_file_command(args: argparse.Namespace) -> int:
     from kamevoice.frontend.loading import load_frontend
 
     settings = _settings(args)
-    checkpoint = args.checkpoint or settings.frontend.checkpoint
-    if not checkpoint:
-        raise ConfigError(NO_DEFAULT_MODEL)
+    checkpoint = default_checkpoint(args.checkpoint or settings.frontend.checkpoint)
     audio, rate = read_audio(args.audio)
     fs = settings.frontend
     frontend = load_frontend(checkpoint, device=args.device or fs.device, dtype=fs.dtype)

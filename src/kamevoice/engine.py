@@ -187,6 +187,11 @@ class Engine:
         return stream
 
     @property
+    def thread_id(self) -> int | None:
+        """The operating system's id of the frame-loop thread (for CPU accounting), None before `start`."""
+        return self._thread.native_id if self._thread is not None else None
+
+    @property
     def free_slots(self) -> int:
         """Slots not yet claimed (approximate while requests are pending)."""
         return (

@@ -99,12 +99,6 @@ def test_run_command_writes_stereo_events_and_transcript(tiny_checkpoint, questi
     assert ev.read_text().count('"kind": "session_end"') == 1
 
 
-def test_run_without_a_model_says_how_to_pass_one(question_wav, capsys, monkeypatch):
-    monkeypatch.delenv("KAMEVOICE_FRONTEND__CHECKPOINT", raising=False)
-    assert main(["run", str(question_wav)]) == 1
-    assert "--checkpoint" in capsys.readouterr().err
-
-
 def test_oracle_command_prints_partials_and_a_growing_oracle(question_wav, capsys, tmp_path):
     events = tmp_path / "oracle.jsonl"
     assert main(["oracle", str(question_wav), "--json", str(events)]) == 0

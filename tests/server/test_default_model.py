@@ -1,11 +1,11 @@
-"""With no model given, `serve` and `run` stop with NO_DEFAULT_MODEL: never a silently random model."""
+"""With no model given, `serve`, `run` and the evaluations load the embedded KAME-tiny."""
 
 from __future__ import annotations
 
 import pytest
 
+from kamevoice.assets import tiny_checkpoint
 from kamevoice.cli import main
-from kamevoice.commands import NO_DEFAULT_MODEL
 
 
 @pytest.fixture
@@ -14,31 +14,40 @@ def no_model_configured(monkeypatch):
     monkeypatch.delenv("KAMEVOICE_CONFIG", raising=False)
 
 
+@pytest.fixture
+def loaded(monkeypatch):
+    """What `load_frontend` was asked for; each call stops the command before it does more."""
+    sources: list[str] = []
+
+    def record(source, **kwargs):
+        sources.append(str(source))
+        raise SystemExit(0)
+
+    monkeypatch.setattr("kamevoice.frontend.loading.load_frontend", record)
+    return sources
+
+
 @pytest.mark.parametrize(
-    "argv", [["serve"], ["serve", "--port", "0", "--max-sessions", "2"], ["run", "question.wav"]]
+    "argv", [["serve"], ["serve", "--port", "0", "--max-sessions", "2"], ["run", "q.wav"]]
 )
-def test_no_checkpoint_means_no_default_model_error(argv, no_model_configured, capsys, monkeypatch):
-    def no_loading(*args, **kwargs):
-        raise AssertionError("a model was loaded although none was given")
+def test_no_checkpoint_means_the_embedded_tiny_model(
+    argv, no_model_configured, loaded, tmp_path, monkeypatch
+):
+    import numpy as np
+    import soundfile as sf
 
-    monkeypatch.setattr("kamevoice.frontend.loading.load_frontend", no_loading)
-    assert main(argv) == 1
-    err = capsys.readouterr().err
-    assert NO_DEFAULT_MODEL in err
+    monkeypatch.chdir(tmp_path)
+    sf.write("q.wav", np.zeros(8000, dtype=np.float32), 16000)
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert loaded == [str(tiny_checkpoint())]
 
 
-def test_serve_uses_the_configured_checkpoint(no_model_configured, monkeypatch, tmp_path):
+def test_serve_uses_the_configured_checkpoint(no_model_configured, loaded, monkeypatch, tmp_path):
     """A checkpoint from the environment is what `serve` loads (flags win over it)."""
     from kamevoice.server import serve
 
-    loaded = []
-
-    def fake_load(source, **kwargs):
-        loaded.append(str(source))
-        raise SystemExit(0)  # stop before serving
-
     monkeypatch.setenv("KAMEVOICE_FRONTEND__CHECKPOINT", str(tmp_path / "from-env"))
-    monkeypatch.setattr("kamevoice.frontend.loading.load_frontend", fake_load)
     with pytest.raises(SystemExit):
         main(["serve"])
     with pytest.raises(SystemExit):
@@ -49,3 +58,14 @@ def test_serve_uses_the_configured_checkpoint(no_model_configured, monkeypatch, 
     )
     assert (settings.server.host, settings.server.port, settings.server.max_sessions) == ("0.0.0.0", 9, 3)
     assert settings.server.token.get_secret_value() == "t"
+
+
+def test_a_missing_embedded_model_is_named_with_the_way_out(
+    no_model_configured, tmp_path, monkeypatch, capsys
+):
+    import kamevoice.assets as assets
+
+    monkeypatch.setattr(assets, "TINY_CHECKPOINT", tmp_path / "gone")
+    assert main(["run", str(tmp_path / "q.wav")]) == 1
+    err = capsys.readouterr().err
+    assert "embedded KAME-tiny checkpoint is missing" in err and "kamevoice tiny build" in err

@@ -29,15 +29,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     _kb_options(ev)
     ev.set_defaults(handler=_eval)
 
+    sp = kb.add_parser(
+        "eval-spoken",
+        help="retrieval accuracy on what the STT hears: questions spoken by espeak-ng, transcribed",
+        description="Speak N questions with espeak-ng, transcribe them with the paired STT (PocketSphinx "
+        "partials, Whisper final) and report each retriever's top-1 accuracy on the question text, the "
+        "final transcript and the partials at shares of the speech; off-topic lines should fall back.",
+    )
+    sp.add_argument("questions", help="JSONL: 'question' and 'fact' (the KB line's id) or 'expected'")
+    sp.add_argument("-n", type=int, default=50, help="questions to speak (default 50)")
+    sp.add_argument("--retrievers", default="bm25,chargram", help="bm25, chargram, embedding (commas)")
+    sp.add_argument("--fractions", default="0.5,0.75,1", help="shares of the speech heard for partials")
+    sp.add_argument("--transcripts", metavar="FILE", help="reuse this JSONL of transcripts, or write it")
+    sp.add_argument("--no-off-topic", action="store_true", help="speak no off-topic lines")
+    sp.add_argument("--seed", type=int, default=0, help="which questions are drawn")
+    sp.add_argument("--json", metavar="FILE", nargs="?", const="-", help="write JSON (to FILE or stdout)")
+    _kb_options(sp)
+    sp.set_defaults(handler=_eval_spoken)
+
 
 def _kb_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kb", metavar="FILE", help="knowledge base file (default: the shipped example FAQ)")
     parser.add_argument("--format", choices=["auto", "markdown", "jsonl"], default="auto")
     parser.add_argument("--question-field", default="question", help="JSONL field of the question")
     parser.add_argument("--answer-field", default="answer", help="JSONL field of the answer")
-    parser.add_argument("--retriever", choices=["auto", "bm25", "embedding"], default="auto")
+    parser.add_argument("--retriever", choices=["auto", "bm25", "chargram", "embedding"], default="auto")
     parser.add_argument("--min-score", type=float, default=None, help="BM25 score needed to answer")
     parser.add_argument("--min-similarity", type=float, default=None, help="cosine needed (embedding)")
+    parser.add_argument("--min-chargram", type=float, default=None, help="cosine needed (chargram)")
 
 
 def _settings(args: argparse.Namespace):
@@ -55,6 +74,8 @@ def _settings(args: argparse.Namespace):
         fields["min_score"] = args.min_score
     if args.min_similarity is not None:
         fields["min_similarity"] = args.min_similarity
+    if args.min_chargram is not None:
+        fields["min_chargram"] = args.min_chargram
     return KnowledgeSettings(**fields)
 
 
@@ -121,4 +142,50 @@ def _eval(args: argparse.Namespace) -> int:
         elif args.show_misses:
             print(f"miss ({score:.2f}): {query!r} -> {entry.question!r}, expected {expected!r}")
     print(f"top-1 accuracy {hits}/{len(pairs)} = {hits / len(pairs):.3f} [{kb.retriever}]")
+    return 0
+
+
+def _eval_spoken(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kamevoice.backend.llm.spoken_eval import evaluate
+    from kamevoice.errors import InputError
+
+    retrievers = [r.strip() for r in args.retrievers.split(",") if r.strip()]
+    unknown = set(retrievers) - {"bm25", "chargram", "embedding", "auto"}
+    if not retrievers or unknown:
+        raise InputError(f"--retrievers: unknown {sorted(unknown)}; choose from bm25, chargram, embedding")
+    fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
+    if args.n < 1 or any(not 0 < f <= 1 for f in fractions):
+        raise InputError("-n must be positive and --fractions in (0, 1]")
+    if not Path(args.questions).is_file():
+        raise InputError(f"questions file {args.questions} does not exist")
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rtranscribed {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    payload = evaluate(
+        _settings(args), Path(args.questions), args.n, retrievers, fractions=fractions,
+        transcripts_path=Path(args.transcripts) if args.transcripts else None,
+        off_topic=not args.no_off_topic, seed=args.seed, progress=progress,
+    )  # fmt: skip
+    print(
+        f"{payload['questions']} questions + {payload['off_topic']} off-topic lines, "
+        f"{payload['entries']} entries in {payload['kb']}"
+    )
+    print("top-1 right / answered right / answered wrong / off-topic answered")
+    print(f"{'retriever':10} {'threshold':>9} " + " ".join(f"{s:>24}" for s in payload["sources"]))
+    for name, r in payload["retrievers"].items():
+        cells = []
+        for s in payload["sources"]:
+            f = r["sources"][s]
+            off = "-" if f["off_topic_answered"] is None else f"{f['off_topic_answered']:.2f}"
+            cells.append(
+                f"{f['top1']:.2f}/{f['answered_right']:.2f}/{f['answered_wrong']:.2f}/{off}".rjust(24)
+            )
+        print(f"{name:10} {r['threshold']:9.3g} " + " ".join(cells))
+    if args.json:
+        from kamevoice.bench.report import write_json
+
+        write_json(payload, args.json)
     return 0

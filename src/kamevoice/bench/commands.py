@@ -36,19 +36,48 @@ def register(sub: argparse._SubParsersAction) -> None:
         "question speech in a loop) for SECONDS per N; print step-time percentiles, overruns, the "
         "latency the system adds to model audio, and memory.",
     )
-    s.add_argument("--checkpoint", help="front-end checkpoint: local directory or hub repo id")
+    s.add_argument("--checkpoint", help="front-end checkpoint: directory or hub repo id (default: KAME-tiny)")
     s.add_argument("--clients", default="1,2,4,8", help="comma-separated client counts")
     s.add_argument("--seconds", type=float, default=10.0, help="seconds of talking per client count")
     s.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
     s.add_argument("--no-oracle", action="store_true", help="front-end alone: no STT, no LLM")
+    s.add_argument("--kb", metavar="FILE", help="knowledge base of the back-end (default: settings)")
+    s.add_argument("--question", help="what the clients say (default: a shop-opening question)")
     s.add_argument("--json", metavar="FILE", nargs="?", const="-", help="write JSON (to FILE or stdout)")
+    s.add_argument("--plot", metavar="PNG", help="draw step time and real-time factors against sessions")
     s.set_defaults(handler=run_serve)
+
+    t = group.add_parser(
+        "tiny",
+        help="KAME-tiny sessions (codec, model, STT, knowledge base) on this CPU: RTF, sessions in real time",
+        description="The serve benchmark for the tiny preset: the embedded KAME-tiny (or --checkpoint) with "
+        "its back-end on (STT child process per session, knowledge base over the tiny KB). Reports the "
+        "real-time factor of one session (engine step / 80 ms; CPU of every part, STT children included, "
+        "per second of audio) and how many concurrent sessions keep real time. Writes OUT/bench.json "
+        "and OUT/bench.png.",
+    )
+    t.add_argument("--checkpoint", help="front-end checkpoint (default: the embedded KAME-tiny)")
+    t.add_argument("--kb", metavar="FILE", help="knowledge base JSONL (default: the embedded tiny KB)")
+    t.add_argument("--question", help="what the clients say (default: the KB's first question)")
+    t.add_argument("--clients", default="1,2,3,4", help="comma-separated client counts (default 1,2,3,4)")
+    t.add_argument("--seconds", type=float, default=20.0, help="seconds of talking per client count")
+    t.add_argument("--device", default="cpu", help="cpu, cuda, auto (default cpu: the preset's target)")
+    t.add_argument("--no-oracle", action="store_true", help="front-end alone: no STT, no LLM")
+    t.add_argument("--out", default="bench-tiny", help="folder for bench.json and bench.png")
+    t.add_argument("--json", action="store_true", help="also print the JSON on stdout")
+    t.set_defaults(handler=run_tiny)
     from kamevoice.bench.train import register_train  # `kamevoice bench train` (issue 6)
 
     register_train(group)
     from kamevoice.bench.codec import register_codec  # `kamevoice bench codec` (issue 7)
 
     register_codec(group)
+
+
+def run_tiny(args: argparse.Namespace) -> int:
+    from kamevoice.bench.serve import tiny_command
+
+    return tiny_command(args)
 
 
 def run_serve(args: argparse.Namespace) -> int:

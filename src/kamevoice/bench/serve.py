@@ -18,16 +18,32 @@ Figures per N (the first `WARMUP_S` are left out):
   step, Opus both ways, the socket. It grows without bound when the server
   cannot keep up.
 - memory: resident set size of the process at the end of the round, and its peak.
-- real time held: overruns under 5 % of steps and p90 added latency under
-  `REALTIME_LATENCY_S`.
+- real-time factors (two, both "compute per second of audio", 1.0 = exactly real time):
+  `step_rtf_p50` / `p90`: the engine's batch step (codec encode, model, codec
+  decode) over the 80 ms frame it produces, for all N sessions at once;
+  `cpu_rtf`: CPU seconds of every part (this process: engine thread, event loop
+  with WebSocket, Opus, scheduler and knowledge-base retrieval, and the simulated
+  clients; plus the STT child processes, one per session) over the audio served
+  (N x the measured seconds), i.e. the CPU one session costs per second of
+  conversation; `cpu_cores` is the same CPU over wall time (cores kept busy).
+  The CPU window leaves out the first `CPU_WARMUP_S`, when the STT children
+  start and load their models.
+- back-end lag: mean lag of STT partials and finals behind the audio (the STT
+  children run niced: on a full machine they fall behind before frames do).
+- real time held: overruns under 5 % of steps, p90 added latency under
+  `REALTIME_LATENCY_S`, and (back-end on) mean STT partial lag under
+  `REALTIME_STT_LAG_S`. `max_realtime_sessions` is the largest N whose round,
+  and every smaller measured N's, held real time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +64,11 @@ PAUSE_S = 1.0
 TABLE_WIDTH = 150
 # Extra time after the last frame for replies to arrive before the round is measured (seconds).
 DRAIN_S = 1.0
+# CPU figures start this long into a round (at most half of it): STT children load their models first.
+CPU_WARMUP_S = 3.0
+# With the back-end on, a round holds real time only while STT partials lag the audio by less than this
+# on average (seconds): sphinx partials normally lag 0.1-0.3 s.
+REALTIME_STT_LAG_S = 1.0
 
 
 @dataclass
@@ -73,6 +94,81 @@ class RoundResult:
     peak_rss_mb: float
     failed_clients: int
     realtime: bool
+    frames_realtime: bool = False  # the frame loop alone: overruns and added latency
+    step_rtf_p50: float = 0.0
+    step_rtf_p90: float = 0.0
+    cpu_window_s: float = 0.0
+    cpu_s: float = 0.0  # all parts: this process + STT children
+    cpu_engine_s: float = 0.0  # the engine thread (codec + model)
+    # The engine thread's CPU per step: the step's cost without the waiting a busy machine adds to
+    # its wall time (a step's RTF on an idle machine is about this / 80 ms).
+    engine_cpu_ms_per_step: float = 0.0
+    cpu_stt_s: float = 0.0  # the STT child processes
+    cpu_other_s: float = 0.0  # the rest of this process (event loop, Opus, retrieval, clients)
+    cpu_rtf: float = 0.0  # cpu_s / (clients x cpu_window_s): CPU per second of one conversation
+    cpu_cores: float = 0.0  # cpu_s / cpu_window_s
+    child_processes: int = 0  # STT children (one per session) and multiprocessing helpers
+    stt_partial_lag_s: float | None = None
+    stt_final_lag_s: float | None = None
+
+
+@dataclass
+class CpuSample:
+    """CPU seconds used so far by this process, its engine thread and each child process."""
+
+    process_s: float
+    engine_s: float
+    children: dict[int, float]
+
+
+def _stat_cpu(path: str) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) from a /proc `stat` file, None when it is gone."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick  # ppid, utime + stime
+
+
+def cpu_sample(engine_thread: int | None) -> CpuSample:
+    """Where the CPU time of this process has gone so far (Linux /proc; zeros elsewhere)."""
+    engine = _stat_cpu(f"/proc/self/task/{engine_thread}/stat") if engine_thread else None
+    children: dict[int, float] = {}
+    me = os.getpid()
+    if os.path.isdir("/proc"):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                stat = _stat_cpu(f"/proc/{entry.name}/stat")
+                if stat is not None and stat[0] == me:
+                    children[int(entry.name)] = stat[1]
+    return CpuSample(time.process_time(), engine[1] if engine else 0.0, children)
+
+
+def _children_delta(first: CpuSample, last: CpuSample) -> float:
+    """CPU the children used between two samples (a child born in between counts from its start)."""
+    return sum(cpu - first.children.get(pid, 0.0) for pid, cpu in last.children.items())
+
+
+def _stt_lags(metrics) -> tuple[float | None, float | None]:
+    """Mean lag of STT partials and finals (seconds) from the server's `stt_lag_seconds` histogram."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for metric in metrics.registry.collect():
+        if not metric.name.endswith("stt_lag_seconds"):
+            continue
+        for sample in metric.samples:
+            final = sample.labels.get("final", "")
+            if sample.name.endswith("_sum"):
+                sums[final] = sample.value
+            elif sample.name.endswith("_count"):
+                counts[final] = sample.value
+
+    def mean(label: str) -> float | None:
+        return round(sums[label] / counts[label], 3) if counts.get(label) else None
+
+    return mean("false"), mean("true")
 
 
 def _pct(values, q: float) -> float | None:
@@ -125,17 +221,29 @@ async def run_round(frontend, settings, clients: int, seconds: float, speech: np
     host, port = await server.start("127.0.0.1", 0)
     url = f"http://{host}:{port}"
     stats = server.engine.stats
+    engine_thread = server.engine.thread_id
+    cpu_from = min(CPU_WARMUP_S, seconds / 2)
     try:
         started = time.perf_counter()
         tasks = [asyncio.create_task(_client(url, speech, seconds, started)) for _ in range(clients)]
         await asyncio.sleep(WARMUP_S)
         steps0, over0, under0 = stats.steps, stats.overruns, stats.underruns
+        await asyncio.sleep(max(0.0, started + cpu_from - time.perf_counter()))
+        cpu0, cpu_steps0 = cpu_sample(engine_thread), stats.steps
+
+        async def last_sample() -> tuple[CpuSample, int]:  # when the clients stop talking, before the drain
+            await asyncio.sleep(max(0.0, started + seconds - time.perf_counter()))
+            return cpu_sample(engine_thread), stats.steps
+
+        ending = asyncio.create_task(last_sample())
         results = await asyncio.gather(*tasks, return_exceptions=True)
+        cpu1, cpu_steps1 = await ending
         steps = stats.steps - steps0
         step_ms = list(stats.step_ms)[-steps:] if steps > 0 else []
         overruns, underruns = stats.overruns - over0, stats.underruns - under0
     finally:
         await server.stop()
+    partial_lag, final_lag = _stt_lags(server.metrics)
     delay = server.engine.max_delay
     latencies, sent, received, failed = [], 0, 0, 0
     for client in results:
@@ -152,19 +260,29 @@ async def run_round(frontend, settings, clients: int, seconds: float, speech: np
     rss, peak = _rss_mb()
     lat_ms = [x * 1e3 for x in latencies]
     p90 = _pct(lat_ms, 90)
-    realtime = (
+    frames_realtime = (
         failed == 0
         and steps > 0
         and overruns <= REALTIME_OVERRUN_SHARE * steps
         and p90 is not None
         and p90 < REALTIME_LATENCY_S * 1e3
     )
+    backend_on = bool(settings.server.oracle)
+    backend_ok = not backend_on or (partial_lag is not None and partial_lag < REALTIME_STT_LAG_S)
+    window = max(1e-9, seconds - cpu_from)
+    stt_cpu = _children_delta(cpu0, cpu1)
+    process_cpu = cpu1.process_s - cpu0.process_s
+    engine_cpu = cpu1.engine_s - cpu0.engine_s
+    total_cpu = process_cpu + stt_cpu
+    p50 = _pct(step_ms, 50) or 0.0
+    p90_step = _pct(step_ms, 90) or 0.0
+    frame_ms = FRAME_SECONDS * 1e3
     return RoundResult(
         clients=clients,
         seconds=seconds,
         steps=steps,
-        step_ms_p50=_pct(step_ms, 50) or 0.0,
-        step_ms_p90=_pct(step_ms, 90) or 0.0,
+        step_ms_p50=p50,
+        step_ms_p90=p90_step,
         step_ms_p99=_pct(step_ms, 99) or 0.0,
         step_ms_max=round(max(step_ms), 1) if step_ms else 0.0,
         overruns=overruns,
@@ -178,8 +296,32 @@ async def run_round(frontend, settings, clients: int, seconds: float, speech: np
         rss_mb=rss,
         peak_rss_mb=peak,
         failed_clients=failed,
-        realtime=realtime,
+        realtime=frames_realtime and backend_ok,
+        frames_realtime=frames_realtime,
+        step_rtf_p50=round(p50 / frame_ms, 3),
+        step_rtf_p90=round(p90_step / frame_ms, 3),
+        cpu_window_s=round(window, 2),
+        cpu_s=round(total_cpu, 2),
+        cpu_engine_s=round(engine_cpu, 2),
+        engine_cpu_ms_per_step=round(1e3 * engine_cpu / max(1, cpu_steps1 - cpu_steps0), 1),
+        cpu_stt_s=round(stt_cpu, 2),
+        cpu_other_s=round(process_cpu - engine_cpu, 2),
+        cpu_rtf=round(total_cpu / (clients * window), 3),
+        cpu_cores=round(total_cpu / window, 2),
+        child_processes=len(cpu1.children),
+        stt_partial_lag_s=partial_lag,
+        stt_final_lag_s=final_lag,
     )
+
+
+def max_realtime_sessions(results: list[RoundResult]) -> int:
+    """The largest client count that held real time, with every smaller measured count (0: none)."""
+    best = 0
+    for r in sorted(results, key=lambda r: r.clients):
+        if not r.realtime:
+            break
+        best = r.clients
+    return best
 
 
 async def run_bench(frontend, settings, client_counts: list[int], seconds: float, speech: np.ndarray):
@@ -188,33 +330,103 @@ async def run_bench(frontend, settings, client_counts: list[int], seconds: float
     return [await run_round(frontend, settings, n, seconds, speech) for n in client_counts]
 
 
-def question_speech() -> np.ndarray:
+def question_speech(text: str = "What time does the store open on Saturday?") -> np.ndarray:
     """The benchmark's question, spoken by espeak-ng, as float32 24 kHz mono with a pause before it."""
     from kamevoice.backend.stt.resample import resample
     from kamevoice.data.tts import get_engine
 
-    speech = get_engine("espeak").synthesize("What time does the store open on Saturday?")
+    speech = get_engine("espeak").synthesize(text)
     audio = resample(np.asarray(speech.audio, dtype=np.float32), speech.sample_rate, SAMPLE_RATE)
     return np.concatenate([np.zeros(SAMPLE_RATE // 2, np.float32), audio])
 
 
+def kb_question(kb_path: str | Path) -> str:
+    """A question for the load: the knowledge base's first question, up to its first comma.
+
+    KAME-tiny's knowledge-base questions gather several paraphrases ("What is the price of the
+    vuma pillow, how much does it cost, ..."); the first is what a caller would say.
+    """
+    from kamevoice.backend.llm.knowledge import KnowledgeBase
+    from kamevoice.backend.llm.settings import KnowledgeSettings
+
+    entries = KnowledgeBase.load(KnowledgeSettings(path=Path(kb_path), retriever="bm25")).entries
+    question = next((e.question for e in entries if e.question), entries[0].answer)
+    return question.split(",")[0].rstrip("?.! ") + "?"
+
+
 def serve_command(args: Any) -> int:
     """Handler of `kamevoice bench serve`."""
+    from kamevoice.assets import default_checkpoint
+    from kamevoice.config import load_settings
+
+    settings = load_settings()
+    checkpoint = default_checkpoint(args.checkpoint or settings.frontend.checkpoint)
+    if args.kb:
+        settings = _with_kb(settings, args.kb)
+    question = args.question or "What time does the store open on Saturday?"
+    payload = run_and_report(args, settings, checkpoint, question, "kamevoice bench serve")
+    if args.json:
+        from kamevoice.bench.report import write_json
+
+        write_json(payload, args.json)
+    if args.plot:
+        print(f"plot: {plot_rounds(payload, args.plot)}")
+    return 0
+
+
+def tiny_command(args: Any) -> int:
+    """Handler of `kamevoice bench tiny`: the tiny preset's sessions with STT and the knowledge base."""
+    from kamevoice.assets import default_checkpoint, tiny_knowledge_base
+    from kamevoice.bench.report import write_json
+    from kamevoice.config import load_settings
+
+    settings = load_settings()
+    checkpoint = default_checkpoint(args.checkpoint or settings.frontend.checkpoint)
+    kb = Path(args.kb) if args.kb else tiny_knowledge_base()
+    settings = _with_kb(settings, kb)
+    question = args.question or kb_question(kb)
+    payload = run_and_report(args, settings, checkpoint, question, "kamevoice bench tiny")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(payload, str(out / "bench.json"))
+    plot = plot_rounds(payload, out / "bench.png")
+    one = payload["results"][0]
+    print(
+        f"{one['clients']} session(s): step RTF p50 {one['step_rtf_p50']:.2f} "
+        f"(p90 {one['step_rtf_p90']:.2f}), "
+        f"CPU RTF {one['cpu_rtf']:.2f} per session (engine {one['cpu_engine_s']:.1f} s, STT "
+        f"{one['cpu_stt_s']:.1f} s, rest {one['cpu_other_s']:.1f} s of CPU in "
+        f"{one['cpu_window_s']:.1f} s; engine {one['engine_cpu_ms_per_step']:.0f} ms of CPU per step); "
+        f"real time held up to {payload['max_realtime_sessions']} session(s) of those measured"
+    )
+    print(f"wrote {out / 'bench.json'} and {plot}")
+    if args.json:
+        write_json(payload, "-")
+    return 0
+
+
+def _with_kb(settings, kb: str | Path):
+    """`settings` with the knowledge-base back-end answering from `kb`."""
+    from kamevoice.errors import ConfigError
+
+    if not Path(kb).is_file():
+        raise ConfigError(f"--kb: {kb} does not exist")
+    knowledge = settings.llm.knowledge.model_copy(update={"path": Path(kb)})
+    llm = settings.llm.model_copy(update={"provider": "knowledge", "knowledge": knowledge})
+    return settings.model_copy(update={"llm": llm})
+
+
+def run_and_report(args: Any, settings, checkpoint: str, question: str, title: str) -> dict[str, Any]:
+    """Run every client count of `args.clients`, print the table, return the JSON payload."""
     import sys
 
     import torch
     from rich.console import Console
     from rich.table import Table
 
-    from kamevoice.commands import NO_DEFAULT_MODEL
-    from kamevoice.config import load_settings
     from kamevoice.errors import ConfigError
     from kamevoice.frontend.loading import load_frontend
 
-    settings = load_settings()
-    checkpoint = args.checkpoint or settings.frontend.checkpoint
-    if not checkpoint:
-        raise ConfigError(NO_DEFAULT_MODEL)
     counts = [int(c) for c in str(args.clients).split(",") if c.strip()]
     if not counts or min(counts) < 1:
         raise ConfigError(f"--clients: expected positive counts, got {args.clients!r}")
@@ -226,19 +438,20 @@ def serve_command(args: Any) -> int:
         )
     fs = settings.frontend
     frontend = load_frontend(checkpoint, device=args.device or fs.device, dtype=fs.dtype)
-    results = asyncio.run(run_bench(frontend, settings, counts, args.seconds, question_speech()))
+    results = asyncio.run(run_bench(frontend, settings, counts, args.seconds, question_speech(question)))
 
     device = str(next(frontend.model.parameters()).device)
-    table = Table(
-        title=f"kamevoice bench serve ({device}, {checkpoint}, back-end {'off' if args.no_oracle else 'on'})"
-    )
+    backend = "off" if args.no_oracle else "on"
+    table = Table(title=f"{title} ({device}, {checkpoint}, back-end {backend})")
     columns = (
         "clients", "step p50/p90/p99/max ms", "overruns", "underruns",
-        "added latency p50/p90/p99 ms", "frames in/out", "RSS / peak MB", "real time",
+        "added latency p50/p90/p99 ms", "frames in/out", "step RTF p50", "CPU RTF / cores",
+        "STT lag partial/final s", "RSS / peak MB", "real time",
     )  # fmt: skip
     for col in columns:
         table.add_column(col, justify="right")
     for r in results:
+        lags = f"{r.stt_partial_lag_s}/{r.stt_final_lag_s}" if not args.no_oracle else "-"
         table.add_row(
             str(r.clients),
             f"{r.step_ms_p50}/{r.step_ms_p90}/{r.step_ms_p99}/{r.step_ms_max}",
@@ -246,6 +459,9 @@ def serve_command(args: Any) -> int:
             str(r.underruns),
             f"{r.latency_ms_p50}/{r.latency_ms_p90}/{r.latency_ms_p99}",
             f"{r.frames_sent}/{r.frames_received}",
+            f"{r.step_rtf_p50:.2f}",
+            f"{r.cpu_rtf:.2f} / {r.cpu_cores:.2f}",
+            lags,
             f"{r.rss_mb:.0f} / {r.peak_rss_mb:.0f}",
             ("yes" if r.realtime else "no") + (f" ({r.failed_clients} failed)" if r.failed_clients else ""),
         )
@@ -254,19 +470,76 @@ def serve_command(args: Any) -> int:
     console.print(table)
     console.print(
         f"added latency excludes the model's built-in delay of {results[0].model_delay_ms:.0f} ms; "
-        f"first {WARMUP_S:g} s left out; each N runs with max_sessions=N"
+        f"first {WARMUP_S:g} s left out ({CPU_WARMUP_S:g} s for CPU); each N runs with max_sessions=N; "
+        f"RTF = compute per second of audio (step: batch step / 80 ms; CPU: all processes' CPU / "
+        f"(N x seconds)); {os.cpu_count()} CPU cores"
     )
-    if args.json:
-        payload = {
-            "device": device,
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "checkpoint": str(checkpoint),
-            "backend": not args.no_oracle,
-            "frame_budget_ms": FRAME_SECONDS * 1e3,
-            "results": [asdict(r) for r in results],
-        }
-        from kamevoice.bench.report import write_json
+    return {
+        "device": device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_cores": os.cpu_count(),
+        "checkpoint": str(checkpoint),
+        "backend": not args.no_oracle,
+        "stt": settings.stt.provider if not args.no_oracle else None,
+        "llm": settings.llm.provider if not args.no_oracle else None,
+        "knowledge_base": str(settings.llm.knowledge.path) if not args.no_oracle else None,
+        "question": question,
+        "frame_budget_ms": FRAME_SECONDS * 1e3,
+        "definitions": DEFINITIONS,
+        "max_realtime_sessions": max_realtime_sessions(results),
+        "results": [asdict(r) for r in results],
+    }
 
-        write_json(payload, args.json)
-    return 0
+
+# What the figures mean, written into the JSON next to them.
+DEFINITIONS = {
+    "step_rtf": "engine batch step time (codec encode + model + codec decode, all sessions) / 80 ms frame",
+    "cpu_rtf": "CPU seconds of this process (engine, event loop, Opus, scheduler, retrieval, simulated "
+    "clients) and its STT child processes / (sessions x measured seconds): one session's CPU per "
+    "second of conversation. A cost only where the round held real time: on a saturated CPU it is "
+    "what the machine had to give, and work (steps, decodes) was skipped or delayed",
+    "cpu_cores": "the same CPU seconds / measured seconds: cores kept busy",
+    "engine_cpu_ms_per_step": "CPU of the engine thread per batch step: the step's cost without the "
+    "waiting for a core that a busy machine adds to its wall time",
+    "realtime": f"overruns <= {REALTIME_OVERRUN_SHARE:.0%} of steps, p90 added latency < "
+    f"{REALTIME_LATENCY_S * 1e3:.0f} ms, and with the back-end on mean STT partial lag < "
+    f"{REALTIME_STT_LAG_S:g} s",
+    "max_realtime_sessions": "largest client count that held real time, with every smaller one measured",
+}
+
+
+def plot_rounds(payload: dict[str, Any], path: str | Path) -> Path:
+    """Step time and real-time factors against the number of sessions, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = payload["results"]
+    n = [r["clients"] for r in rounds]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot(n, [r["step_ms_p50"] for r in rounds], "o-", label="step p50")
+    left.plot(n, [r["step_ms_p90"] for r in rounds], "s--", label="step p90")
+    left.axhline(payload["frame_budget_ms"], color="red", lw=1, label="80 ms frame")
+    left.set(title="engine step time", xlabel="concurrent sessions", ylabel="ms", ylim=(0, None))
+    left.legend()
+    right.plot(n, [r["step_rtf_p50"] for r in rounds], "o-", label="step RTF p50 (batch)")
+    right.plot(n, [r["cpu_rtf"] for r in rounds], "s-", label="CPU RTF per session")
+    right.plot(n, [r["cpu_cores"] for r in rounds], "^:", label="cores busy")
+    right.axhline(0.5, color="orange", lw=1, label="target 0.5")
+    right.axhline(1.0, color="red", lw=1, label="real time")
+    for r in rounds:
+        if not r["realtime"]:
+            right.annotate("lost", (r["clients"], r["cpu_rtf"]), color="red", fontsize=8)
+    right.set(title="real-time factors", xlabel="concurrent sessions", ylim=(0, None))
+    right.legend(fontsize=8)
+    backend = "STT + knowledge base" if payload["backend"] else "front-end alone"
+    fig.suptitle(f"{Path(payload['checkpoint']).name} on {payload['device']}, {backend}, "
+                 f"{payload['cpu_cores']} cores: real time up to {payload['max_realtime_sessions']} "
+                 "session(s)")  # fmt: skip
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

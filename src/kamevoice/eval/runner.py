@@ -23,7 +23,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kamevoice.errors import ConfigError
 from kamevoice.eval.metrics import describe, knowledge_word_score, latency_summary
 from kamevoice.eval.mtbench import LayoutOptions, Question, speak_session
 from kamevoice.eval.store import fingerprint, read_json, write_json
@@ -205,14 +204,14 @@ def _tts(state: dict, layout: LayoutOptions):
 def _frontend(state: dict, options: EvalOptions, settings):
     """Load the front-end once per run, and only when a session needs it."""
     if "frontend" not in state:
-        from kamevoice.commands import NO_DEFAULT_MODEL
+        from kamevoice.assets import default_checkpoint
         from kamevoice.frontend.generator import SamplingOptions
         from kamevoice.frontend.loading import load_frontend
 
-        if not options.checkpoint:
-            raise ConfigError(NO_DEFAULT_MODEL)
         fs = settings.frontend
-        frontend = load_frontend(options.checkpoint, device=options.device, dtype=fs.dtype)
+        frontend = load_frontend(
+            default_checkpoint(options.checkpoint), device=options.device, dtype=fs.dtype
+        )
         sampling = SamplingOptions(
             greedy=fs.temperature == 0,
             temperature=fs.temperature,

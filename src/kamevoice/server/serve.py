@@ -8,8 +8,6 @@ import contextlib
 import logging
 import signal
 
-from kamevoice.errors import ConfigError
-
 log = logging.getLogger(__name__)
 
 
@@ -67,13 +65,11 @@ async def serve_forever(frontend, settings, ready=None) -> None:
 
 def serve_command(args: argparse.Namespace) -> int:
     """Handler of `kamevoice serve`."""
-    from kamevoice.commands import NO_DEFAULT_MODEL
+    from kamevoice.assets import default_checkpoint
+    from kamevoice.frontend.loading import load_frontend
 
     settings = settings_from_args(args)
-    checkpoint = settings.frontend.checkpoint
-    if not checkpoint:
-        raise ConfigError(NO_DEFAULT_MODEL)
-    from kamevoice.frontend.loading import load_frontend
+    checkpoint = default_checkpoint(settings.frontend.checkpoint)
 
     fs = settings.frontend
     frontend = load_frontend(checkpoint, device=fs.device, dtype=fs.dtype)

@@ -1,4 +1,4 @@
-"""The offline knowledge-base back-end: BM25 retrieval, streamed like an LLM.
+"""The offline knowledge-base back-end: retrieval (BM25, character n-grams or MiniLM), streamed like an LLM.
 
 It loads Q/A pairs (or passages) from a local file, finds the entry that best
 matches what the user has said so far, and streams that entry's answer word by
@@ -16,8 +16,10 @@ File formats:
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,16 @@ from kamevoice.errors import ConfigError
 
 # The question is what callers paraphrase, so its words count twice against the answer's.
 QUESTION_WEIGHT = 2
+# `auto` picks the character n-gram retriever when at least this share of the questions hold a word
+# outside the STT's dictionary: 6 % of the shipped FAQ's (a bike model's name), ~100 % of KAME-tiny's.
+AUTO_CHARGRAM_OOV_SHARE = 0.25
+# ... or when the knowledge base is a large catalogue: its questions differ only by names and
+# kinds, which letter n-grams match through STT misspellings (KAME-tiny's 6000 facts, names of
+# two English words, on Whisper finals: chargram 0.73 top-1, BM25 0.43), and the sentence
+# encoder's index of 6000 entries took ~4 minutes to build on a 2-core CPU.
+AUTO_CHARGRAM_MIN_ENTRIES = 1000
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_ALT_PRONUNCIATION = re.compile(r"\(\d+\)$")
 
 
 @dataclass(frozen=True)
@@ -65,7 +77,7 @@ class KnowledgeBase:
         self.entries = entries
         self.source = source
         self.settings = settings or KnowledgeSettings()
-        self.retriever = resolve_retriever(self.settings)
+        self.retriever = resolve_retriever(self.settings, entries)
         if self.retriever == "embedding":
             from kamevoice.backend.llm.minilm import EmbeddingIndex, MiniLMEncoder, packaged_model_dir
 
@@ -80,6 +92,11 @@ class KnowledgeBase:
                 [f"{e.question} {e.answer}".strip() for e in entries], MiniLMEncoder(Path(encoder_dir))
             )
             self.threshold = self.settings.min_similarity
+        elif self.retriever == "chargram":
+            from kamevoice.backend.llm.chargram import CharGramIndex
+
+            self._index = CharGramIndex([chargram_document(e) for e in entries])
+            self.threshold = self.settings.min_chargram
         else:
             self._index = BM25Index([" ".join([e.question] * QUESTION_WEIGHT + [e.answer]) for e in entries])
             self.threshold = self.settings.min_score
@@ -106,7 +123,7 @@ class KnowledgeBase:
         return cls(entries, settings, source=str(path))
 
     def search(self, query: str, top_k: int = 3) -> list[tuple[Entry, float]]:
-        """The best entries for `query` with their scores (BM25 or cosine), best first."""
+        """The best entries for `query` with their scores (BM25 or a cosine), best first."""
         return [(self.entries[h.index], h.score) for h in self._index.search(query, top_k)]
 
     def answer(self, query: str) -> Match:
@@ -117,15 +134,62 @@ class KnowledgeBase:
         return Match(entry, score, entry.answer)
 
 
-def resolve_retriever(settings: KnowledgeSettings) -> str:
-    """'bm25' or 'embedding': what `auto` means on this machine."""
+def resolve_retriever(settings: KnowledgeSettings, entries: list[Entry] | None = None) -> str:
+    """'bm25', 'chargram' or 'embedding': what `auto` means for these entries on this machine.
+
+    `auto` takes `chargram` when at least `AUTO_CHARGRAM_OOV_SHARE` of the questions hold a word
+    the speech recogniser's dictionary lacks (invented names: the STT will misspell them, and
+    only letter n-grams still match; see `KnowledgeSettings.retriever`) or when there are more
+    than `AUTO_CHARGRAM_MIN_ENTRIES` entries, else `embedding` when the sentence encoder is
+    installed, else `bm25`. Without `entries` neither is checked.
+    """
     if settings.retriever != "auto":
         return settings.retriever
+    if entries is not None and (
+        len(entries) > AUTO_CHARGRAM_MIN_ENTRIES
+        or out_of_vocabulary_share(entries) >= AUTO_CHARGRAM_OOV_SHARE
+    ):
+        return "chargram"
     from kamevoice.backend.llm.minilm import packaged_model_dir
 
     has_tokenizers = importlib.util.find_spec("tokenizers") is not None
     has_model = settings.encoder_dir is not None or packaged_model_dir() is not None
     return "embedding" if has_tokenizers and has_model else "bm25"
+
+
+def chargram_document(entry: Entry) -> str:
+    """What the character n-gram retriever indexes of an entry: the question twice, then the answer."""
+    return " ".join([entry.question] * QUESTION_WEIGHT + [entry.answer]).strip()
+
+
+def out_of_vocabulary_share(entries: list[Entry]) -> float:
+    """Share of entries whose question has a word missing from the STT's pronunciation dictionary.
+
+    PocketSphinx's CMUdict (126,000 English words) stands for what a recogniser can spell:
+    Whisper's vocabulary is open, but a word it never saw comes back respelled just the same.
+    Entries without a question are judged by their answer.
+    """
+    vocabulary = _stt_vocabulary()
+    if not vocabulary:
+        return 0.0
+    unknown = 0
+    for e in entries:
+        words = _WORD.findall((e.question or e.answer).lower())
+        unknown += any(w not in vocabulary for w in words if not w.isdigit())
+    return unknown / len(entries)
+
+
+@functools.cache
+def _stt_vocabulary() -> frozenset[str]:
+    """The words of PocketSphinx's en-US dictionary (empty when the wheel lacks it)."""
+    from kamevoice.backend.stt.sphinx import default_dictionary
+
+    try:
+        with open(default_dictionary(), encoding="utf-8") as f:
+            heads = (line.split(maxsplit=1)[0] for line in f if line.strip())
+            return frozenset(_ALT_PRONUNCIATION.sub("", head) for head in heads)
+    except (OSError, ImportError):
+        return frozenset()
 
 
 def parse_markdown(text: str, path: Path) -> list[Entry]:

@@ -1,0 +1,54 @@
+"""Files shipped inside the package: the embedded KAME-tiny front-end and its world.
+
+`kamevoice tiny build` makes them (see `kamevoice.tiny.build`); `scripts/ship_tiny.py`
+copies a build's results here. Everything that needs "the default model" asks this
+module, so there is one place that knows where the files are:
+
+- `tiny/checkpoint/`: the trained front-end in the published layout (config.json
+  naming Codec 2, bf16 `model.safetensors`, the SentencePiece tokenizer);
+- `tiny/kb.jsonl`: the invented-facts knowledge base its back-end answers from;
+- `tiny/qa_held_out.jsonl`: questions about facts never asked in its training
+  dialogues (what `kamevoice eval tiny` plays);
+- `tiny/build.json`: the build's options and stage figures (provenance).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kamevoice.errors import ConfigError
+
+TINY_DIR = Path(__file__).resolve().parent / "tiny"
+TINY_CHECKPOINT = TINY_DIR / "checkpoint"
+TINY_KB = TINY_DIR / "kb.jsonl"
+TINY_HELD_OUT = TINY_DIR / "qa_held_out.jsonl"
+TINY_BUILD_INFO = TINY_DIR / "build.json"
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise ConfigError(
+            f"the embedded {what} is missing ({path}): this installation lacks the package data; "
+            "reinstall kamevoice, or make your own with `kamevoice tiny build OUT` and pass its files"
+        )
+    return path
+
+
+def tiny_checkpoint() -> Path:
+    """The embedded KAME-tiny checkpoint directory (the default front-end)."""
+    return _require(TINY_CHECKPOINT / "config.json", "KAME-tiny checkpoint").parent
+
+
+def tiny_knowledge_base() -> Path:
+    """The embedded tiny knowledge base (JSONL: question, answer, key_words, held_out, ...)."""
+    return _require(TINY_KB, "KAME-tiny knowledge base")
+
+
+def tiny_held_out_questions() -> Path:
+    """Held-out QA lines (JSONL: id, question, answer, fact, key_words) of the embedded build."""
+    return _require(TINY_HELD_OUT, "KAME-tiny held-out questions")
+
+
+def default_checkpoint(value: str | Path | None) -> str:
+    """`value` when given, else the embedded KAME-tiny checkpoint (as a path string)."""
+    return str(value) if value else str(tiny_checkpoint())
