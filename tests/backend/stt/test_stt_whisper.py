@@ -77,6 +77,16 @@ async def test_real_time_stream_has_stable_partials_then_a_timed_final(
     assert calls and max(calls) < 3.0
 
 
+async def test_partials_off_gives_one_decode_per_utterance(espeak_speech: list[Utterance], model) -> None:
+    u = espeak_speech[3]
+    log = EventLog()
+    stt = WhisperSTT(WhisperSettings(partials=False), events=log, model=model)
+    hyps = await transcribe_file(stt, u.path)
+    assert [h.is_final for h in hyps] == [True]
+    assert {"recommend", "book", "history"} <= set(normalise(hyps[0].text))
+    assert len([e for e in log.events if "compute_s" in e]) == 1  # the final's decode only
+
+
 def test_local_agreement() -> None:
     def ws(text: str) -> list[Word]:
         return [Word(w, 0.0, 0.0) for w in text.split()]

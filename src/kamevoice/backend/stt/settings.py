@@ -58,6 +58,9 @@ class WhisperSettings(Section):
     partial_interval_s: float = Field(
         0.5, ge=0, description="re-decode the growing utterance when this much new audio arrived"
     )
+    # Off: one decode per utterance, at its end. Each partial re-decodes the whole utterance so
+    # far, most of Whisper's CPU; worth it only when partials carry what the back-end needs.
+    partials: bool = Field(True, description="emit partial transcripts while the user speaks")
 
 
 class GoogleSettings(Section):

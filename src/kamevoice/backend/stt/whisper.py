@@ -188,7 +188,11 @@ class WhisperSTT(STTStream):
                 if utt is not None and utt.ended_at is not None:
                     await self._final(utt)
                     self._utts.pop(0)
-                elif utt is not None and utt.samples - utt.decoded_samples >= max(1, interval):
+                elif (
+                    self.settings.partials
+                    and utt is not None
+                    and utt.samples - utt.decoded_samples >= max(1, interval)
+                ):
                     await self._partial(utt)
                 elif self._done and not self._utts:
                     return
