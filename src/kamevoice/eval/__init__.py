@@ -23,6 +23,9 @@ What happens (modules):
 - Latency per turn from the event log (`kamevoice.latency`) against the true end
   of speech: reply onset, first oracle piece, first content word of the final
   oracle; medians with raw values (`runner.CLIPPING_NOTE` states the clipping).
+- `tiny` (`kamevoice eval tiny`): KAME-tiny's knowledge injection, held-out spoken
+  questions with the live, absent or delayed oracle, key words scored by `keywords`
+  in the inner monologue and the STT of the audio; report in `tiny_report`.
 - `runner`: resumable runs (atomic files with fingerprints), the full
   configuration next to the results; `report`: table.md (the paper's Table 2
   shape), results.json, latency_quality.png (the paper's points for reference).

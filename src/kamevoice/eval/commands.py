@@ -64,6 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=mtbench_command)
 
+    from kamevoice.eval.tiny_command import register_tiny
+
+    register_tiny(group)
+
 
 def mtbench_command(args: argparse.Namespace) -> int:
     from kamevoice.config import load_settings

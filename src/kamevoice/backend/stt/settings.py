@@ -58,6 +58,12 @@ class WhisperSettings(Section):
     partial_interval_s: float = Field(
         0.5, ge=0, description="re-decode the growing utterance when this much new audio arrived"
     )
+    # faster-whisper re-decodes with sampling at rising temperatures when a greedy result looks
+    # unlikely, so one recording's transcript could differ between runs (seen in `eval tiny`).
+    # Greedy only by default: reproducible, and the same retrieval on 30 spoken tiny questions.
+    temperatures: list[float] = Field(
+        [0.0], min_length=1, description="decoding temperatures tried in turn (faster-whisper fallback)"
+    )
     # Off: one decode per utterance, at its end. Each partial re-decodes the whole utterance so
     # far, most of Whisper's CPU; worth it only when partials carry what the back-end needs.
     partials: bool = Field(True, description="emit partial transcripts while the user speaks")

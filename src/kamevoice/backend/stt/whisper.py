@@ -75,6 +75,7 @@ def decode(model: Any, audio: np.ndarray, offset: float, settings: WhisperSettin
         audio,
         language=settings.language,
         beam_size=settings.beam_size,
+        temperature=list(settings.temperatures),
         word_timestamps=True,
         condition_on_previous_text=False,
         vad_filter=False,

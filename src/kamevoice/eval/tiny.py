@@ -1,0 +1,394 @@
+"""Knowledge injection into KAME-tiny: held-out spoken questions, answered with and without the oracle.
+
+    kamevoice eval tiny                                   # the embedded model, KB and held-out questions
+    kamevoice eval tiny --checkpoint DIR --kb KB.jsonl --questions QA.jsonl --limit 10 --json
+
+Each held-out question (a fact never asked in a training dialogue, so only the
+back-end can know the answer) is synthesised with espeak-ng (voice and rate
+picked from the question id), followed by a fixed reply window of silence, and
+played through file mode on the virtual clock once per *condition*:
+
+- `live`: the knowledge-base back-end over the KB, as served (STT -> scheduler -> oracle);
+- `no-oracle`: the front-end alone (no STT, no LLM: the oracle stream stays PAD);
+- `delay-D`: the live back-end with its time to first token D seconds longer, so
+  its oracle reaches the front-end about D s later than live (the report shows the
+  measured median of the first oracle piece per condition). This is the KB
+  provider's own `first_token_delay_s` setting plus D: the eval's back-end is the
+  KB provider by definition, the change is one setting (recorded in the config and
+  in each session's fingerprint, no wrapper to maintain), and it delays the stream
+  as a slower LLM would: a request superseded while waiting for its first token
+  brings nothing, as in serving.
+
+Scoring (`kamevoice.eval.keywords`): the fact's key words against (a) the front-end's
+inner-monologue text from the question's first word on and (b) an STT transcript of
+its audio over the same span (`kamevoice.eval.transcribe`). A question is *answered*
+when every key word is found; the primary figure per condition is the share of
+answered questions, the secondary one the share of key words found. The back-end's
+own final oracle is scored the same way (did the right fact reach the front-end at all).
+
+Results are resumable: one record per (condition, question) under
+`OUT/sessions/COND/ID/record.json`, fingerprinted with everything it depends on;
+the report (`kamevoice.eval.tiny_report`) and `OUT/config.json` are rewritten each run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kamevoice.errors import ConfigError
+from kamevoice.eval.keywords import score_keywords
+from kamevoice.eval.metrics import latency_summary
+from kamevoice.eval.store import fingerprint, read_json, write_json
+
+# Bump when the record layout changes, so stored sessions are recomputed.
+RECORD_VERSION = 2
+DEFAULT_CONDITIONS = "live,no-oracle,delay-0.5,delay-1,delay-2"
+DEFAULT_LIMIT = 40
+# Targets of the issue (text-stream accuracy with the live oracle, and without any).
+TARGET_ORACLE = 0.6
+TARGET_NO_ORACLE = 0.1
+# Speaking rates the questions are synthesised at (one per question, from its id).
+RATES = (0.9, 1.0, 1.1)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """How the back-end takes part: not at all, live, or live with the oracle `delay_s` later."""
+
+    name: str
+    oracle: bool
+    delay_s: float = 0.0
+
+
+def parse_conditions(text: str = DEFAULT_CONDITIONS) -> tuple[Condition, ...]:
+    """'live,no-oracle,delay-0.5' -> conditions, in the given order (duplicates dropped)."""
+    out: dict[str, Condition] = {}
+    for name in (c.strip() for c in text.split(",") if c.strip()):
+        if name == "live":
+            out[name] = Condition(name, True)
+        elif name == "no-oracle":
+            out[name] = Condition(name, False)
+        elif name.startswith("delay-"):
+            try:
+                delay = float(name.removeprefix("delay-"))
+            except ValueError:
+                raise ConfigError(f"--conditions: {name!r} is not delay-SECONDS") from None
+            if delay <= 0:
+                raise ConfigError(f"--conditions: {name!r}: the delay must be positive")
+            out[f"delay-{delay:g}"] = Condition(f"delay-{delay:g}", True, delay)
+        else:
+            raise ConfigError(f"--conditions: unknown condition {name!r} (live, no-oracle, delay-SECONDS)")
+    if not out:
+        raise ConfigError("--conditions: give at least one condition")
+    return tuple(out.values())
+
+
+@dataclass(frozen=True)
+class HeldOutQuestion:
+    """One line of `qa_held_out.jsonl`."""
+
+    id: str
+    question: str
+    answer: str
+    key_words: tuple[str, ...]
+    fact: str | None = None
+
+
+def load_held_out(path: str | Path, limit: int | None = DEFAULT_LIMIT) -> list[HeldOutQuestion]:
+    """The first `limit` questions of a held-out QA file (all when `limit` is None)."""
+    from kamevoice.eval.mtbench import _read_jsonl
+
+    out: list[HeldOutQuestion] = []
+    for number, item in _read_jsonl(Path(path)):
+        try:
+            keys = item["key_words"]
+            q = HeldOutQuestion(str(item["id"]), str(item["question"]), str(item["answer"]),
+                                tuple(str(k) for k in keys), item.get("fact"))  # fmt: skip
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{path}:{number}: not a held-out QA line (id, question, answer, key_words): {exc}"
+            ) from None
+        if not q.key_words or not isinstance(keys, list):
+            raise ConfigError(f"{path}:{number}: 'key_words' must be a non-empty list")
+        out.append(q)
+        if limit is not None and len(out) >= limit:
+            break
+    if not out:
+        raise ConfigError(f"{path}: no questions")
+    return out
+
+
+# -- sessions ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TinyEvalOptions:
+    """Everything `kamevoice eval tiny` needs besides the settings."""
+
+    out: Path
+    checkpoint: str
+    kb: Path
+    questions_file: Path
+    conditions: tuple[Condition, ...] = parse_conditions()
+    device: str = "auto"
+    seed: int = 42
+    reply_window_s: float = 6.0
+    transcribe: bool = True  # the audio view: STT over the front-end's audio
+    save_audio: bool = False  # a stereo WAV per session
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def condition_settings(settings, kb: Path, condition: Condition):
+    """The settings of one condition: the KB provider over `kb`, its first token `delay_s` later."""
+    knowledge = settings.llm.knowledge
+    knowledge = knowledge.model_copy(
+        update={"path": Path(kb), "first_token_delay_s": knowledge.first_token_delay_s + condition.delay_s}
+    )
+    llm = settings.llm.model_copy(update={"provider": "knowledge", "knowledge": knowledge})
+    return settings.model_copy(update={"llm": llm})
+
+
+def voice_of(question_id: str, voices: Sequence[str]) -> tuple[str | None, float]:
+    """A voice and speaking rate for a question, the same for the same id (on every machine)."""
+    h = zlib.crc32(question_id.encode("utf-8"))
+    return (voices[h % len(voices)] if voices else None), RATES[(h // max(1, len(voices))) % len(RATES)]
+
+
+def _checkpoint_signature(checkpoint: str) -> object:
+    """A local checkpoint's files (name, size, mtime): a rebuilt model at the same path is new."""
+    path = Path(checkpoint)
+    if not path.is_dir():
+        return checkpoint
+    return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(path.iterdir()) if p.is_file()]
+
+
+@dataclass
+class Work:
+    """What a run did."""
+
+    sessions_run: int = 0
+    sessions_reused: int = 0
+    wall_s: list[float] = field(default_factory=list)
+
+
+def run_tiny_eval(questions: list[HeldOutQuestion], options: TinyEvalOptions, settings) -> tuple[dict, Work]:
+    """Run (or resume) every (condition, question) session; write the report; return results and work."""
+    from tqdm import tqdm
+
+    from kamevoice.eval.tiny_report import write_report
+
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    config = full_config(questions, options, settings)
+    write_json(out / "config.json", config)
+    work, state = Work(), {}
+    records: dict[str, list[dict]] = {}
+    todo = [(c, q) for c in options.conditions for q in questions]
+    with tqdm(total=len(todo), desc="eval tiny", unit="session", disable=not options.progress) as bar:
+        for condition, question in todo:
+            bar.set_postfix_str(f"{condition.name} {question.id}", refresh=False)
+            record = _one_session(condition, question, options, settings, state, work)
+            records.setdefault(condition.name, []).append(record)
+            bar.update(1)
+    results = aggregate(questions, records, options)
+    results["config"] = "config.json"
+    write_report(out, results)
+    with open(out / "runs.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"time": time.time(), "config": config, "work": asdict(work)}) + "\n")
+    return results, work
+
+
+def full_config(questions, options: TinyEvalOptions, settings) -> dict:
+    import kamevoice
+
+    return {
+        "kamevoice": kamevoice.__version__,
+        "checkpoint": options.checkpoint,
+        "knowledge_base": str(options.kb),
+        "questions_file": str(options.questions_file),
+        "questions": [q.id for q in questions],
+        "conditions": [asdict(c) for c in options.conditions],
+        "device": options.device,
+        "seed": options.seed,
+        "reply_window_s": options.reply_window_s,
+        "transcribe": options.transcribe,
+        "save_audio": options.save_audio,
+        "settings": condition_settings(settings, options.kb, Condition("live", True)).model_dump(mode="json"),
+        **options.extra,
+    }
+
+
+def _session_key(condition, question, options: TinyEvalOptions, settings, voice) -> str:
+    parts: dict = {
+        "v": RECORD_VERSION,
+        "condition": asdict(condition),
+        "question": asdict(question),
+        "voice": voice,
+        "reply_window_s": options.reply_window_s,
+        "seed": options.seed,
+        "transcribe": options.transcribe,
+        "checkpoint": _checkpoint_signature(options.checkpoint),
+        "device": options.device,
+        "frontend": settings.frontend.model_dump(mode="json", exclude={"checkpoint"}),
+        "stt": settings.stt.model_dump(mode="json"),
+    }
+    if condition.oracle:
+        parts.update(
+            llm=settings.llm.model_dump(mode="json"),
+            scheduler=settings.scheduler.model_dump(mode="json"),
+            kb=fingerprint(Path(options.kb).read_text(encoding="utf-8")),
+        )
+    return fingerprint(parts)
+
+
+def _one_session(condition, question, options: TinyEvalOptions, settings, state: dict, work: Work) -> dict:
+    from kamevoice.eval.mtbench import LayoutOptions, Question, speak_session
+    from kamevoice.eval.systems import RunOptions, SystemSpec, run_frontend_session
+
+    if "tts" not in state:
+        from kamevoice.data.tts import get_engine
+
+        state["tts"] = get_engine("espeak")
+    voice, rate = voice_of(question.id, state["tts"].voices())
+    csettings = condition_settings(settings, options.kb, condition)
+    folder = options.out / "sessions" / condition.name / _slug(question.id)
+    key = _session_key(condition, question, options, csettings, [voice, rate])
+    stored = read_json(folder / "record.json")
+    if stored is not None and stored.get("key") == key:
+        work.sessions_reused += 1
+        stored["scores"] = score_record(stored)  # scored again: a scoring fix needs no new sessions
+        return stored
+    folder.mkdir(parents=True, exist_ok=True)
+    layout = LayoutOptions(voice=voice, rate=rate, reply_window_s=options.reply_window_s)
+    spoken = speak_session(Question(0, "tiny", (question.question,)), layout, engine=state["tts"])
+    frontend, sampling = _frontend(state, options, settings)
+    spec = SystemSpec(condition.name, "frontend", oracle=condition.oracle)
+    run = RunOptions(seed=options.seed, transcribe=options.transcribe, save_audio=options.save_audio)
+    session = run_frontend_session(spec, frontend, spoken, csettings, sampling, run, folder)
+    monologue = session["replies"]["monologue"][0]
+    stt = session["replies"]["stt"][0] if options.transcribe else None
+    oracle = session["final_oracles"][0]
+    record = {
+        "key": key,
+        "condition": condition.name,
+        "question_id": question.id,
+        "question": question.question,
+        "answer": question.answer,
+        "key_words": list(question.key_words),
+        "voice": voice,
+        "rate": rate,
+        "turn": session["turns"][0],
+        "monologue": monologue,
+        "stt": stt,
+        "final_oracle": oracle,
+        "oracle": condition.oracle,
+        **session["per_turn"][0],
+        "wall_s": session["wall_s"],
+        "audio_s": session["audio_s"],
+    }
+    record["scores"] = score_record(record)
+    write_json(folder / "record.json", record)
+    work.sessions_run += 1
+    work.wall_s.append(session["wall_s"])
+    return record
+
+
+def score_record(record: dict) -> dict:
+    """Key-word scores of a session's monologue, audio transcript and final oracle."""
+    keys = record["key_words"]
+    return {
+        "text": score_keywords(record["monologue"], keys).as_dict(),
+        "audio": None if record["stt"] is None else score_keywords(record["stt"], keys).as_dict(),
+        "oracle": score_keywords(record["final_oracle"], keys).as_dict() if record["oracle"] else None,
+    }
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def _frontend(state: dict, options: TinyEvalOptions, settings):
+    """The front-end and its sampling, loaded once (the MT-Bench runner's loader)."""
+    if "frontend" not in state:
+        from kamevoice.eval.runner import EvalOptions, _frontend
+
+        state["frontend"] = _frontend(
+            {}, EvalOptions(options.out, (), checkpoint=options.checkpoint, device=options.device), settings
+        )
+    return state["frontend"]
+
+
+# -- aggregation ------------------------------------------------------------------------------------
+
+
+def _view_summary(scores: list[dict | None]) -> dict | None:
+    scores = [s for s in scores if s is not None]
+    if not scores:
+        return None
+    total = sum(s["total"] for s in scores)
+    return {
+        "accuracy": sum(s["answered"] for s in scores) / len(scores),
+        "keyword_share": sum(s["found"] for s in scores) / total if total else None,
+        "questions": len(scores),
+    }
+
+
+def aggregate(questions, records: dict[str, list[dict]], options: TinyEvalOptions) -> dict:
+    """Per condition: accuracy and key-word share for text, audio and the oracle; latencies."""
+    conditions = {}
+    for condition in options.conditions:
+        recs = records.get(condition.name, [])
+        conditions[condition.name] = {
+            "oracle": condition.oracle,
+            "oracle_delay_s": condition.delay_s if condition.oracle else None,
+            "text": _view_summary([r["scores"]["text"] for r in recs]),
+            "audio": _view_summary([r["scores"]["audio"] for r in recs]),
+            "backend_oracle": _view_summary([r["scores"]["oracle"] for r in recs]),
+            "reply_latency": latency_summary([r.get("latency_s") for r in recs]),
+            "first_oracle_piece": latency_summary([r.get("first_oracle_piece_s") for r in recs]),
+            "final_oracle_arrival": latency_summary([r.get("first_content_word_s") for r in recs]),
+            "seconds_per_session": sum(r["wall_s"] for r in recs) / len(recs) if recs else None,
+        }
+
+    def figure(name: str, view: str):
+        cell = conditions.get(name, {}).get(view)
+        return None if cell is None else cell["accuracy"]
+
+    oracle, no_oracle = figure("live", "text"), figure("no-oracle", "text")
+    return {
+        "metric": "key-word accuracy: share of questions whose reply holds every key word of the answer",
+        "questions": len(questions),
+        "text_keyword_accuracy_oracle": oracle,
+        "text_keyword_accuracy_no_oracle": no_oracle,
+        "audio_keyword_accuracy_oracle": figure("live", "audio"),
+        "audio_keyword_accuracy_no_oracle": figure("no-oracle", "audio"),
+        "targets": {
+            "text_keyword_accuracy_oracle": {
+                "at_least": TARGET_ORACLE,
+                "met": None if oracle is None else oracle >= TARGET_ORACLE,
+            },
+            "text_keyword_accuracy_no_oracle": {
+                "at_most": TARGET_NO_ORACLE,
+                "met": None if no_oracle is None else no_oracle <= TARGET_NO_ORACLE,
+            },
+        },
+        "conditions": conditions,
+        "per_question": [
+            {
+                "condition": r["condition"],
+                "id": r["question_id"],
+                "text": r["scores"]["text"]["answered"],
+                "audio": None if r["scores"]["audio"] is None else r["scores"]["audio"]["answered"],
+                "oracle": None if r["scores"]["oracle"] is None else r["scores"]["oracle"]["answered"],
+                "latency_s": r.get("latency_s"),
+            }
+            for recs in records.values()
+            for r in recs
+        ],
+    }
