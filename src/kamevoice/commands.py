@@ -98,10 +98,12 @@ def run_demo_command(args: argparse.Namespace) -> int:
     import numpy as np
     import soundfile as sf
 
+    from kamevoice.assets import embedded_defaults
     from kamevoice.backend.oracle_run import run_oracle_file
     from kamevoice.data.tts import get_engine
 
     settings = _settings(args)
+    _, settings = embedded_defaults(args.checkpoint or settings.frontend.checkpoint, settings)
     text, key_words = (args.text, []) if args.text else demo_question()
     speech = get_engine("espeak").synthesize(text)
     pad = np.zeros(int(0.5 * speech.sample_rate), dtype=np.float32)
@@ -127,7 +129,7 @@ def _settings(args: argparse.Namespace):
 
 
 def run_file_command(args: argparse.Namespace) -> int:
-    from kamevoice.assets import default_checkpoint
+    from kamevoice.assets import embedded_defaults
     from kamevoice.backend.llm.factory import make_llm
     from kamevoice.backend.stt import make_stt
     from kamevoice.backend.stt.files import read_audio
@@ -136,7 +138,7 @@ def run_file_command(args: argparse.Namespace) -> int:
     from kamevoice.frontend.loading import load_frontend
 
     settings = _settings(args)
-    checkpoint = default_checkpoint(args.checkpoint or settings.frontend.checkpoint)
+    checkpoint, settings = embedded_defaults(args.checkpoint or settings.frontend.checkpoint, settings)
     audio, rate = read_audio(args.audio)
     fs = settings.frontend
     frontend = load_frontend(checkpoint, device=args.device or fs.device, dtype=fs.dtype)

@@ -52,3 +52,25 @@ def tiny_held_out_questions() -> Path:
 def default_checkpoint(value: str | Path | None) -> str:
     """`value` when given, else the embedded KAME-tiny checkpoint (as a path string)."""
     return str(value) if value else str(tiny_checkpoint())
+
+
+def embedded_defaults(checkpoint: str | Path | None, settings):
+    """The front-end checkpoint and settings to run with: the embedded KAME-tiny when none is given.
+
+    The embedded front-end was trained on its own invented-facts catalogue, so with it the
+    knowledge-base back-end answers from that catalogue, unless a knowledge base was chosen
+    (anything but the example FAQ, the settings' default). A given checkpoint changes nothing.
+    Returns `(checkpoint, settings)`; `settings` is copied, never changed in place.
+    """
+    from kamevoice.backend.llm.settings import EXAMPLE_KB_PATH
+
+    if checkpoint:
+        return str(checkpoint), settings
+    chosen = tiny_checkpoint()
+    knowledge = settings.llm.knowledge
+    if Path(knowledge.path) == EXAMPLE_KB_PATH:
+        knowledge = knowledge.model_copy(update={"path": tiny_knowledge_base()})
+        settings = settings.model_copy(
+            update={"llm": settings.llm.model_copy(update={"knowledge": knowledge})}
+        )
+    return str(chosen), settings

@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="",
         help="forced delays for the latency-quality curve, seconds (comma list, or 'paper' = 0,0.5,1,2,3)",
     )
-    p.add_argument("--checkpoint", help="front-end checkpoint (default: settings frontend.checkpoint)")
+    p.add_argument("--checkpoint", help="front-end checkpoint (default: settings, else KAME-tiny)")
     p.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
     p.add_argument("--seed", type=int, default=None, help="sampling seed (default: settings frontend.seed)")
     p.add_argument("--realtime", action="store_true", help="wall clock instead of the virtual clock")
@@ -70,13 +70,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def mtbench_command(args: argparse.Namespace) -> int:
+    from kamevoice.assets import embedded_defaults
     from kamevoice.config import load_settings
     from kamevoice.errors import ConfigError
     from kamevoice.eval.mtbench import LayoutOptions, load_questions, parse_categories
     from kamevoice.eval.runner import EvalOptions, JudgeOptions, run_mtbench
     from kamevoice.eval.systems import RunOptions, parse_systems
 
-    settings = load_settings()
+    # With no checkpoint: the embedded KAME-tiny and its knowledge base (see `embedded_defaults`).
+    checkpoint, settings = embedded_defaults(
+        args.checkpoint or load_settings().frontend.checkpoint, load_settings()
+    )
     try:
         ids = tuple(int(i) for i in args.ids.split(",") if i.strip()) if args.ids else None
     except ValueError:
@@ -108,7 +112,7 @@ def mtbench_command(args: argparse.Namespace) -> int:
     options = EvalOptions(
         out=Path(args.out),
         systems=systems,
-        checkpoint=args.checkpoint or settings.frontend.checkpoint,
+        checkpoint=checkpoint,
         device=args.device or settings.frontend.device,
         layout=LayoutOptions(
             tts=args.tts, voice=args.voice, rate=args.tts_rate, reply_window_s=args.reply_window

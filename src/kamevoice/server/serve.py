@@ -63,13 +63,17 @@ async def serve_forever(frontend, settings, ready=None) -> None:
         await server.stop()
 
 
+def _checkpoint_and_settings(args: argparse.Namespace):
+    settings = settings_from_args(args)
+    return settings.frontend.checkpoint, settings
+
+
 def serve_command(args: argparse.Namespace) -> int:
     """Handler of `kamevoice serve`."""
-    from kamevoice.assets import default_checkpoint
+    from kamevoice.assets import embedded_defaults
     from kamevoice.frontend.loading import load_frontend
 
-    settings = settings_from_args(args)
-    checkpoint = default_checkpoint(settings.frontend.checkpoint)
+    checkpoint, settings = embedded_defaults(*_checkpoint_and_settings(args))
 
     fs = settings.frontend
     frontend = load_frontend(checkpoint, device=fs.device, dtype=fs.dtype)
