@@ -76,6 +76,8 @@ def test_eval_tiny_end_to_end_and_resumable(toy, tmp_path, capsys):
     captured = capsys.readouterr()
     figures = json.loads(captured.out)  # --json: stdout is the figures alone
     assert "sessions: 2 run, 0 reused" in captured.err
+    for name in ("text_reply_word_share_oracle", "text_reply_word_share_no_oracle"):
+        assert 0.0 <= figures[name] <= 1.0
     for name in ("text_keyword_accuracy_oracle", "text_keyword_accuracy_no_oracle"):
         assert 0.0 <= figures[name] <= 1.0 and isinstance(figures["targets"][name]["met"], bool)
     assert figures["questions"] == 1 and list(figures["conditions"]) == ["live", "no-oracle"]
@@ -106,3 +108,15 @@ def test_eval_tiny_end_to_end_and_resumable(toy, tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["conditions"]["delay-1"]["oracle_delay_s"] == 1.0
     assert len(results["per_question"]) == 3
+
+
+def test_reply_words_are_the_expected_reply_after_its_opener():
+    from kamevoice.eval.tiny import reply_words, score_record
+
+    answer = "Let me check. The amber falcon kettle costs six dollars."
+    assert reply_words(answer) == ["The", "amber", "falcon", "kettle", "costs", "six", "dollars."]
+    heard = "One moment. The amber owl kettle costs six dollars."
+    record = {"key_words": ["six", "dollars"], "answer": answer, "stt": None, "oracle": False,
+              "final_oracle": "", "monologue": heard}  # fmt: skip
+    scores = score_record(record)
+    assert scores["text"]["answered"] and scores["reply"] == {"found": 6, "total": 7, "answered": False}

@@ -299,11 +299,23 @@ def _one_session(condition, question, options: TinyEvalOptions, settings, state:
     return record
 
 
+def reply_words(answer: str) -> list[str]:
+    """The words of the expected reply after its opener ("Let me check. The amber ... costs six
+    dollars." -> "The amber ... costs six dollars."): kind, name and value, what the oracle brings."""
+    opener, sep, rest = answer.partition(". ")
+    return (rest if sep else opener).split()
+
+
 def score_record(record: dict) -> dict:
-    """Key-word scores of a session's monologue, audio transcript and final oracle."""
+    """Key-word scores of a session's monologue, audio transcript and final oracle.
+
+    `reply`: the same count over every word of the expected reply (after its opener), a finer
+    measure of how much of the right answer reached the monologue than all-or-nothing key words.
+    """
     keys = record["key_words"]
     return {
         "text": score_keywords(record["monologue"], keys).as_dict(),
+        "reply": score_keywords(record["monologue"], reply_words(record["answer"])).as_dict(),
         "audio": None if record["stt"] is None else score_keywords(record["stt"], keys).as_dict(),
         "oracle": score_keywords(record["final_oracle"], keys).as_dict() if record["oracle"] else None,
     }
@@ -348,6 +360,7 @@ def aggregate(questions, records: dict[str, list[dict]], options: TinyEvalOption
             "oracle": condition.oracle,
             "oracle_delay_s": condition.delay_s if condition.oracle else None,
             "text": _view_summary([r["scores"]["text"] for r in recs]),
+            "text_reply_words": _view_summary([r["scores"]["reply"] for r in recs]),
             "audio": _view_summary([r["scores"]["audio"] for r in recs]),
             "backend_oracle": _view_summary([r["scores"]["oracle"] for r in recs]),
             "reply_latency": latency_summary([r.get("latency_s") for r in recs]),
@@ -360,6 +373,10 @@ def aggregate(questions, records: dict[str, list[dict]], options: TinyEvalOption
         cell = conditions.get(name, {}).get(view)
         return None if cell is None else cell["accuracy"]
 
+    def share(name: str):
+        cell = conditions.get(name, {}).get("text_reply_words")
+        return None if cell is None else cell["keyword_share"]
+
     oracle, no_oracle = figure("live", "text"), figure("no-oracle", "text")
     return {
         "metric": "key-word accuracy: share of questions whose reply holds every key word of the answer",
@@ -368,6 +385,9 @@ def aggregate(questions, records: dict[str, list[dict]], options: TinyEvalOption
         "text_keyword_accuracy_no_oracle": no_oracle,
         "audio_keyword_accuracy_oracle": figure("live", "audio"),
         "audio_keyword_accuracy_no_oracle": figure("no-oracle", "audio"),
+        # Finer than all-or-nothing: share of the expected reply's words (kind, name, value) found.
+        "text_reply_word_share_oracle": share("live"),
+        "text_reply_word_share_no_oracle": share("no-oracle"),
         "targets": {
             "text_keyword_accuracy_oracle": {
                 "at_least": TARGET_ORACLE,
