@@ -54,23 +54,42 @@ def default_checkpoint(value: str | Path | None) -> str:
     return str(value) if value else str(tiny_checkpoint())
 
 
+def tiny_back_end(settings, kb: str | Path | None = None, extra_delay_s: float = 0.0):
+    """`settings` with the back-end of a KAME-tiny world: the knowledge base `kb` (default: the
+    embedded catalogue), its first token `extra_delay_s` later, and a no-match reply like the
+    ones KAME-tiny saw as oracles while a question was still unclear.
+
+    The provider's default no-match reply opens with "Let me check", as the tiny replies do: the
+    model took it for the answer arriving, started to reply before the user had finished, and
+    made up the fact before the real oracle came (seen in `examples/tiny`).
+    """
+    from kamevoice.tiny.knowledge import NO_MATCH_REPLY
+
+    knowledge = settings.llm.knowledge
+    knowledge = knowledge.model_copy(
+        update={
+            "path": Path(kb) if kb is not None else tiny_knowledge_base(),
+            "fallback_reply": NO_MATCH_REPLY,
+            "first_token_delay_s": knowledge.first_token_delay_s + extra_delay_s,
+        }
+    )
+    llm = settings.llm.model_copy(update={"provider": "knowledge", "knowledge": knowledge})
+    return settings.model_copy(update={"llm": llm})
+
+
 def embedded_defaults(checkpoint: str | Path | None, settings):
     """The front-end checkpoint and settings to run with: the embedded KAME-tiny when none is given.
 
     The embedded front-end was trained on its own invented-facts catalogue, so with it the
-    knowledge-base back-end answers from that catalogue, unless a knowledge base was chosen
-    (anything but the example FAQ, the settings' default). A given checkpoint changes nothing.
-    Returns `(checkpoint, settings)`; `settings` is copied, never changed in place.
+    knowledge-base back-end answers from that catalogue (`tiny_back_end`), unless a knowledge
+    base was chosen (anything but the example FAQ, the settings' default). A given checkpoint
+    changes nothing. Returns `(checkpoint, settings)`; `settings` is copied, never changed.
     """
     from kamevoice.backend.llm.settings import EXAMPLE_KB_PATH
 
     if checkpoint:
         return str(checkpoint), settings
     chosen = tiny_checkpoint()
-    knowledge = settings.llm.knowledge
-    if Path(knowledge.path) == EXAMPLE_KB_PATH:
-        knowledge = knowledge.model_copy(update={"path": tiny_knowledge_base()})
-        settings = settings.model_copy(
-            update={"llm": settings.llm.model_copy(update={"knowledge": knowledge})}
-        )
+    if Path(settings.llm.knowledge.path) == EXAMPLE_KB_PATH:
+        settings = tiny_back_end(settings)
     return str(chosen), settings

@@ -376,14 +376,17 @@ def serve_command(args: Any) -> int:
 
 def tiny_command(args: Any) -> int:
     """Handler of `kamevoice bench tiny`: the tiny preset's sessions with STT and the knowledge base."""
-    from kamevoice.assets import default_checkpoint, tiny_knowledge_base
+    from kamevoice.assets import default_checkpoint, tiny_back_end, tiny_knowledge_base
     from kamevoice.bench.report import write_json
     from kamevoice.config import load_settings
+    from kamevoice.errors import ConfigError
 
     settings = load_settings()
     checkpoint = default_checkpoint(args.checkpoint or settings.frontend.checkpoint)
     kb = Path(args.kb) if args.kb else tiny_knowledge_base()
-    settings = _with_kb(settings, kb)
+    if not kb.is_file():
+        raise ConfigError(f"--kb: {kb} does not exist")
+    settings = tiny_back_end(settings, kb)
     question = args.question or kb_question(kb)
     payload = run_and_report(args, settings, checkpoint, question, "kamevoice bench tiny")
     out = Path(args.out)

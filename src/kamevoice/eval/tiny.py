@@ -146,12 +146,9 @@ class TinyEvalOptions:
 
 def condition_settings(settings, kb: Path, condition: Condition):
     """The settings of one condition: the KB provider over `kb`, its first token `delay_s` later."""
-    knowledge = settings.llm.knowledge
-    knowledge = knowledge.model_copy(
-        update={"path": Path(kb), "first_token_delay_s": knowledge.first_token_delay_s + condition.delay_s}
-    )
-    llm = settings.llm.model_copy(update={"provider": "knowledge", "knowledge": knowledge})
-    return settings.model_copy(update={"llm": llm})
+    from kamevoice.assets import tiny_back_end
+
+    return tiny_back_end(settings, kb, extra_delay_s=condition.delay_s)
 
 
 def voice_of(question_id: str, voices: Sequence[str]) -> tuple[str | None, float]:

@@ -208,6 +208,10 @@ def generate_facts(options: KnowledgeOptions) -> list[Fact]:
 # answers) gets ahead of the words the front-end must copy from it; without it the oracle's answer
 # words arrived a median 3 frames before they were due (17% after), too late to copy.
 REPLY_OPENERS = ("Let me check.", "One moment.", "Let me see.", "Sure, let me look.")
+# What the back-end streams while nothing in the catalogue matches what it heard: like the
+# offline simulator's level-0 predictions (`kamevoice.data.oracles`), which the model saw while
+# a question was still unclear, and unlike a reply opener.
+NO_MATCH_REPLY = "Okay, I am following you so far, go on and tell me the rest."
 # How the knowledge base words its answers: a training reply (opener + the fact's sentence), so
 # that the live oracle reads like the true replies the front-end saw as oracles in training.
 KB_ANSWER = "{opener} {sentence}"
