@@ -108,9 +108,20 @@ def test_oracle_command_prints_partials_and_a_growing_oracle(question_wav, capsy
     assert {"stt_partial", "stt_final", "llm_request", "llm_first_token"} <= kinds
 
 
-def test_demo_speaks_a_question_into_the_offline_back_end(capsys, monkeypatch):
+def test_demo_asks_the_embedded_kame_tiny_a_held_out_question(capsys, monkeypatch, tmp_path):
+    import soundfile as sf
+
+    from kamevoice.assets import tiny_held_out_questions
+
     monkeypatch.delenv("KAMEVOICE_FRONTEND__CHECKPOINT", raising=False)
-    assert main(["demo", "--text", "What time do you open on Saturday?"]) == 0
+    monkeypatch.delenv("KAMEVOICE_CONFIG", raising=False)
+    first = json.loads(tiny_held_out_questions().read_text().splitlines()[0])
+    out_wav = tmp_path / "demo.wav"
+    assert main(["demo", "--out", str(out_wav)]) == 0
     out = capsys.readouterr().out
+    assert first["question"] in out and " ".join(first["key_words"]) in out
     assert "final  :" in out and "oracle #" in out
-    assert "Saturday from 10 to 5" in out  # the shipped FAQ's answer reached an oracle
+    # The back-end found the held-out fact in the embedded catalogue from what the STT heard.
+    fact_sentence = first["answer"].split(". ", 1)[1]
+    assert fact_sentence in out
+    assert "assistant:" in out and sf.info(str(out_wav)).channels == 2
