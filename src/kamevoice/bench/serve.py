@@ -31,9 +31,10 @@ Figures per N (the first `WARMUP_S` are left out):
 - back-end lag: mean lag of STT partials and finals behind the audio (the STT
   children run niced: on a full machine they fall behind before frames do).
 - real time held: overruns under 5 % of steps, p90 added latency under
-  `REALTIME_LATENCY_S`, and (back-end on) mean STT partial lag under
-  `REALTIME_STT_LAG_S`. `max_realtime_sessions` is the largest N whose round,
-  and every smaller measured N's, held real time.
+  `REALTIME_LATENCY_S`, and (back-end on) mean STT partial lag (final lag
+  for an STT without partials) under `REALTIME_STT_LAG_S`.
+  `max_realtime_sessions` is the largest N whose round, and every smaller
+  measured N's, held real time.
 """
 
 from __future__ import annotations
@@ -268,7 +269,9 @@ async def run_round(frontend, settings, clients: int, seconds: float, speech: np
         and p90 < REALTIME_LATENCY_S * 1e3
     )
     backend_on = bool(settings.server.oracle)
-    backend_ok = not backend_on or (partial_lag is not None and partial_lag < REALTIME_STT_LAG_S)
+    # An STT without partials (Whisper with `partials` off) is judged by its finals.
+    stt_lag = partial_lag if partial_lag is not None else final_lag
+    backend_ok = not backend_on or (stt_lag is not None and stt_lag < REALTIME_STT_LAG_S)
     window = max(1e-9, seconds - cpu_from)
     stt_cpu = _children_delta(cpu0, cpu1)
     process_cpu = cpu1.process_s - cpu0.process_s
@@ -506,7 +509,8 @@ DEFINITIONS = {
     "engine_cpu_ms_per_step": "CPU of the engine thread per batch step: the step's cost without the "
     "waiting for a core that a busy machine adds to its wall time",
     "realtime": f"overruns <= {REALTIME_OVERRUN_SHARE:.0%} of steps, p90 added latency < "
-    f"{REALTIME_LATENCY_S * 1e3:.0f} ms, and with the back-end on mean STT partial lag < "
+    f"{REALTIME_LATENCY_S * 1e3:.0f} ms, and with the back-end on mean STT partial lag (final lag "
+    "without partials) < "
     f"{REALTIME_STT_LAG_S:g} s",
     "max_realtime_sessions": "largest client count that held real time, with every smaller one measured",
 }
