@@ -120,3 +120,16 @@ def test_reply_words_are_the_expected_reply_after_its_opener():
               "final_oracle": "", "monologue": heard}  # fmt: skip
     scores = score_record(record)
     assert scores["text"]["answered"] and scores["reply"] == {"found": 6, "total": 7, "answered": False}
+
+
+def test_reply_kind_tells_the_four_fact_forms_apart():
+    from kamevoice.eval.tiny import reply_kind
+
+    assert reply_kind("Let me check. The amber owl kettle costs six dollars.") == "price"
+    assert reply_kind("One moment. The product code of the amber owl kettle is B D one two three.") == "code"
+    assert reply_kind("Let me see. There are four in stock of the amber owl kettle.") == "stock"
+    assert (
+        reply_kind("Sure, let me look. Quiet Harbor Market is open from nine in the morning to six.")
+        == "hours"
+    )
+    assert reply_kind("Anytime!") is None

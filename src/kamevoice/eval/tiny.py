@@ -34,6 +34,7 @@ the report (`kamevoice.eval.tiny_report`) and `OUT/config.json` are rewritten ea
 from __future__ import annotations
 
 import json
+import re
 import time
 import zlib
 from collections.abc import Sequence
@@ -296,6 +297,21 @@ def _one_session(condition, question, options: TinyEvalOptions, settings, state:
     return record
 
 
+# The four reply forms of the tiny catalogue (`kamevoice.tiny.knowledge`), told apart by fixed words.
+REPLY_KINDS: dict[str, re.Pattern] = {
+    "price": re.compile(r"\bcosts\b"),
+    "code": re.compile(r"\bproduct code of\b"),
+    "stock": re.compile(r"\bin stock of\b"),
+    "hours": re.compile(r"\bis open from\b"),
+}
+
+
+def reply_kind(text: str) -> str | None:
+    """Which kind of fact a reply states (price, code, stock, hours), by the first form found."""
+    found = [(m.start(), kind) for kind, pattern in REPLY_KINDS.items() if (m := pattern.search(text))]
+    return min(found)[1] if found else None
+
+
 def reply_words(answer: str) -> list[str]:
     """The words of the expected reply after its opener ("Let me check. The amber ... costs six
     dollars." -> "The amber ... costs six dollars."): kind, name and value, what the oracle brings."""
@@ -313,6 +329,7 @@ def score_record(record: dict) -> dict:
     return {
         "text": score_keywords(record["monologue"], keys).as_dict(),
         "reply": score_keywords(record["monologue"], reply_words(record["answer"])).as_dict(),
+        "kind": {"expected": reply_kind(record["answer"]), "said": reply_kind(record["monologue"])},
         "audio": None if record["stt"] is None else score_keywords(record["stt"], keys).as_dict(),
         "oracle": score_keywords(record["final_oracle"], keys).as_dict() if record["oracle"] else None,
     }
@@ -358,6 +375,10 @@ def aggregate(questions, records: dict[str, list[dict]], options: TinyEvalOption
             "oracle_delay_s": condition.delay_s if condition.oracle else None,
             "text": _view_summary([r["scores"]["text"] for r in recs]),
             "text_reply_words": _view_summary([r["scores"]["reply"] for r in recs]),
+            "text_reply_kind": sum(
+                r["scores"]["kind"]["said"] == r["scores"]["kind"]["expected"] for r in recs
+            )
+            / max(1, len(recs)),
             "audio": _view_summary([r["scores"]["audio"] for r in recs]),
             "backend_oracle": _view_summary([r["scores"]["oracle"] for r in recs]),
             "reply_latency": latency_summary([r.get("latency_s") for r in recs]),
@@ -385,6 +406,9 @@ def aggregate(questions, records: dict[str, list[dict]], options: TinyEvalOption
         # Finer than all-or-nothing: share of the expected reply's words (kind, name, value) found.
         "text_reply_word_share_oracle": share("live"),
         "text_reply_word_share_no_oracle": share("no-oracle"),
+        # Coarser still: the reply states the right kind of fact (a price, a code, a stock, hours).
+        "text_reply_kind_accuracy_oracle": conditions.get("live", {}).get("text_reply_kind"),
+        "text_reply_kind_accuracy_no_oracle": conditions.get("no-oracle", {}).get("text_reply_kind"),
         "targets": {
             "text_keyword_accuracy_oracle": {
                 "at_least": TARGET_ORACLE,

@@ -32,7 +32,8 @@ def headline(results: dict) -> list[str]:
         met = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
         shown = "-" if value is None else f"{value:.1%}"
         lines.append(f"- `{name}`: {shown} (target {bound}: {met})")
-    for name in ("text_reply_word_share_oracle", "text_reply_word_share_no_oracle"):
+    for name in ("text_reply_word_share_oracle", "text_reply_word_share_no_oracle",
+                 "text_reply_kind_accuracy_oracle", "text_reply_kind_accuracy_no_oracle"):  # fmt: skip
         if results.get(name) is not None:
             lines.append(f"- `{name}`: {results[name]:.1%}")
     return lines
@@ -45,22 +46,25 @@ def markdown_table(results: dict) -> str:
         f"{results['questions']} held-out spoken questions (facts never asked in training dialogues). "
         "Accuracy = share of questions whose reply holds every key word of the answer; key words = share "
         "of the answer's key words found; reply words = share of the words of the expected reply after its "
-        "opener (kind, name and value) found. `text`: the front-end's inner monologue; `audio`: an STT "
+        "opener (kind, name and value) found; reply kind = share of replies stating the right kind of fact "
+        "(price, code, stock, hours). `text`: the front-end's inner monologue; `audio`: an STT "
         "transcript of its speech; `back-end oracle`: the back-end's final oracle (did the right fact "
         "reach the front-end at all).",
         "",
         *headline(results),
         "",
-        "| condition | text accuracy | text key words | text reply words | audio accuracy | audio key words "
+        "| condition | text accuracy | text key words | text reply words | text reply kind "
+        "| audio accuracy | audio key words "
         "| back-end oracle accuracy | median reply latency | median first oracle piece "
         "| median final oracle arrival | s / session |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, c in results["conditions"].items():
         lat = c["reply_latency"]
         lines.append(
             f"| {name} | {_pct(c['text'])} | {_pct(c['text'], 'keyword_share')} "
-            f"| {_pct(c.get('text_reply_words'), 'keyword_share')} | {_pct(c['audio'])} "
+            f"| {_pct(c.get('text_reply_words'), 'keyword_share')} "
+            f"| {_pct({'k': c.get('text_reply_kind')}, 'k')} | {_pct(c['audio'])} "
             f"| {_pct(c['audio'], 'keyword_share')} | {_pct(c['backend_oracle'])} "
             f"| {_s(lat['median_s'])} ({lat['replied']}/{lat['turns']} replied) "
             f"| {_s(c['first_oracle_piece']['median_s'])} | {_s(c['final_oracle_arrival']['median_s'])} "
