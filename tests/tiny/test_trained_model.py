@@ -1,0 +1,48 @@
+"""The embedded KAME-tiny (the package's default front-end): shipped right, and trained.
+
+The second test needs the trained weights: a random-weight model of the same shape says no
+well-formed sentence at all. The figures it checks are far below what `kamevoice eval tiny`
+reports (24 questions: every reply well formed, 75% of the right kind with the oracle), so that
+a change of machine or of floating-point rounding does not flip it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("pycodec2")
+pytest.importorskip("espeakng_loader")
+
+from kamevoice.assets import TINY_BUILD_INFO, tiny_checkpoint, tiny_held_out_questions, tiny_knowledge_base
+from kamevoice.cli import main
+from kamevoice.tiny.build import MAX_CHECKPOINT_MB
+
+
+def test_embedded_checkpoint_is_the_published_layout_within_its_limits():
+    from kamevoice.frontend.codec2 import Codec2Codec
+    from kamevoice.frontend.loading import load_frontend
+
+    checkpoint = tiny_checkpoint()
+    assert sum(f.stat().st_size for f in checkpoint.iterdir()) / 2**20 <= MAX_CHECKPOINT_MB
+    frontend = load_frontend(checkpoint, device="cpu")
+    assert isinstance(frontend.codec, Codec2Codec) and frontend.model.dep_q == 11
+    info = json.loads(TINY_BUILD_INFO.read_text())
+    assert info["stages"]["train"]["train_seconds"] <= info["options"]["train_minutes"] * 60
+    kb = [json.loads(line) for line in tiny_knowledge_base().read_text().splitlines()]
+    held_out = {json.loads(line)["fact"] for line in tiny_held_out_questions().read_text().splitlines()}
+    assert len(kb) == info["options"]["facts"] and held_out == {e["id"] for e in kb if e["held_out"]}
+
+
+def test_kame_tiny_answers_held_out_questions_in_the_form_its_oracle_asks_for(tmp_path, capsys):
+    argv = ["eval", "tiny", "--limit", "4", "--conditions", "live", "--no-stt-view", "--json",
+            "--out", str(tmp_path), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    figures = json.loads(capsys.readouterr().out)
+    live = figures["conditions"]["live"]
+    assert live["reply_latency"]["replied"] == 4  # it answers every question
+    records = [json.loads(p.read_text()) for p in (tmp_path / "sessions" / "live").glob("*/record.json")]
+    kinds = [r["scores"]["kind"] for r in records]
+    assert all(k["said"] is not None for k in kinds), [r["monologue"] for r in records]  # well formed
+    assert sum(k["said"] == k["expected"] for k in kinds) >= 2  # measured 3 of these 4
