@@ -84,7 +84,7 @@ def load_questions(
     refs = load_references(references) if references else {}
     out: list[Question] = []
     per_category: dict[str, int] = {}
-    for number, item in _read_jsonl(qpath):
+    for number, item in read_jsonl(qpath):
         try:
             qid, category, turns = int(item["question_id"]), str(item["category"]), item["turns"]
         except (KeyError, TypeError, ValueError) as exc:
@@ -108,7 +108,7 @@ def load_references(path: str | Path) -> dict[int, tuple[str, ...]]:
     """question_id -> reference answer per turn (first choice), from a FastChat answer file."""
     refs: dict[int, tuple[str, ...]] = {}
     rpath = Path(path)
-    for number, item in _read_jsonl(rpath):
+    for number, item in read_jsonl(rpath):
         try:
             refs[int(item["question_id"])] = tuple(item["choices"][0]["turns"])
         except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -116,7 +116,8 @@ def load_references(path: str | Path) -> dict[int, tuple[str, ...]]:
     return refs
 
 
-def _read_jsonl(path: Path):
+def read_jsonl(path: Path):
+    """`(line number, record)` for each non-empty line of a JSONL file; errors name the file and line."""
     if not path.is_file():
         raise ConfigError(f"{path} does not exist")
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):

@@ -184,7 +184,7 @@ def _one_session(spec, question, options, settings, records, state, work) -> dic
     else:
         from kamevoice.eval.systems import run_frontend_session
 
-        frontend, sampling = _frontend(state, options, settings)
+        frontend, sampling = load_eval_frontend(state, options, settings)
         record = run_frontend_session(spec, frontend, spoken, settings, sampling, options.run, folder)
     record.update(question_id=question.question_id, category=question.category, key=key)
     write_json(folder / "record.json", record)
@@ -201,7 +201,7 @@ def _tts(state: dict, layout: LayoutOptions):
     return state["tts"]
 
 
-def _frontend(state: dict, options: EvalOptions, settings):
+def load_eval_frontend(state: dict, options: EvalOptions, settings):
     """Load the front-end once per run, and only when a session needs it."""
     if "frontend" not in state:
         from kamevoice.assets import default_checkpoint

@@ -102,10 +102,10 @@ class HeldOutQuestion:
 
 def load_held_out(path: str | Path, limit: int | None = DEFAULT_LIMIT) -> list[HeldOutQuestion]:
     """The first `limit` questions of a held-out QA file (all when `limit` is None)."""
-    from kamevoice.eval.mtbench import _read_jsonl
+    from kamevoice.eval.mtbench import read_jsonl
 
     out: list[HeldOutQuestion] = []
-    for number, item in _read_jsonl(Path(path)):
+    for number, item in read_jsonl(Path(path)):
         try:
             keys = item["key_words"]
             q = HeldOutQuestion(str(item["id"]), str(item["question"]), str(item["answer"]),
@@ -342,9 +342,9 @@ def _slug(text: str) -> str:
 def _frontend(state: dict, options: TinyEvalOptions, settings):
     """The front-end and its sampling, loaded once (the MT-Bench runner's loader)."""
     if "frontend" not in state:
-        from kamevoice.eval.runner import EvalOptions, _frontend
+        from kamevoice.eval.runner import EvalOptions, load_eval_frontend
 
-        state["frontend"] = _frontend(
+        state["frontend"] = load_eval_frontend(
             {}, EvalOptions(options.out, (), checkpoint=options.checkpoint, device=options.device), settings
         )
     return state["frontend"]
