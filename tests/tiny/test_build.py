@@ -137,3 +137,22 @@ def test_ship_refuses_an_unfinished_build(tmp_path, capsys):
     assert main(["tiny", "ship", str(tmp_path), "--into", str(tmp_path / "dest")]) == 1
     assert "no summary.json" in capsys.readouterr().err
     assert not (tmp_path / "dest").exists()
+
+
+def test_value_token_accuracy_on_a_build(built, capsys):
+    from kamevoice.frontend.loading import load_tokenizer
+    from kamevoice.tiny.value_tokens import value_token_ids
+
+    assert main(["tiny", "value-tokens", str(built / "checkpoint"), str(built / "shards" / "valid")]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["value_tokens"] > 0  # held-out replies state prices, codes, counts or hours
+    for name in ("value_token_accuracy_oracle", "value_token_accuracy_no_oracle", "text_accuracy_oracle"):
+        assert 0.0 <= figures[name] <= 1.0
+    tokenizer = load_tokenizer(built / "checkpoint" / "tokenizer_tiny.model")
+    ids = value_token_ids(tokenizer)
+    said = {tokenizer.id_to_piece(i).replace("\u2581", "") for i in ids}
+    assert said and said <= {"hundred", "zero", "one", "two", "three",
+                             "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+                             "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+                             "nineteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy",
+                             "eighty", "ninety", *"BDFKLMRTVZ"}  # fmt: skip

@@ -55,6 +55,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--into", type=Path, default=None, help="destination (default: the package's assets/tiny)")
     p.set_defaults(handler=_ship)
 
+    p = sub.add_parser(
+        "value-tokens",
+        help="teacher-forced accuracy on answer value tokens (numbers, code letters), oracle on and off",
+        description="Score CHECKPOINT's greedy text prediction on the number words and code letters of "
+        "recorded dialogues (a build's shards/valid: held-out facts), with their oracle and with every "
+        "frame PAD: whether facts travel from the oracle to the text stream (kamevoice.tiny.value_tokens).",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("shards", type=Path, metavar="SHARDS_DIR")
+    p.add_argument("--samples", type=int, default=48, help="dialogues scored (default 48)")
+    p.set_defaults(handler=_value_tokens)
+
 
 def _build(args: argparse.Namespace) -> int:
     import json
@@ -85,4 +97,13 @@ def _ship(args: argparse.Namespace) -> int:
     dest = args.into or TINY_DIR
     info = ship_build(args.build, dest)
     print(f"shipped {args.build} -> {dest} (checkpoint {info['checkpoint_mb']} MB)")
+    return 0
+
+
+def _value_tokens(args: argparse.Namespace) -> int:
+    import json
+
+    from kamevoice.tiny.value_tokens import measure
+
+    print(json.dumps(measure(args.checkpoint, args.shards, args.samples).as_dict(), indent=2))
     return 0
