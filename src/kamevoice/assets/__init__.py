@@ -63,18 +63,15 @@ def tiny_back_end(settings, kb: str | Path | None = None, extra_delay_s: float =
     model took it for the answer arriving, started to reply before the user had finished, and
     made up the fact before the real oracle came (seen in `examples/tiny`).
     """
+    from kamevoice.backend.llm.settings import with_knowledge_base
     from kamevoice.tiny.knowledge import NO_MATCH_REPLY
 
-    knowledge = settings.llm.knowledge
-    knowledge = knowledge.model_copy(
-        update={
-            "path": Path(kb) if kb is not None else tiny_knowledge_base(),
-            "fallback_reply": NO_MATCH_REPLY,
-            "first_token_delay_s": knowledge.first_token_delay_s + extra_delay_s,
-        }
+    return with_knowledge_base(
+        settings,
+        path=Path(kb) if kb is not None else tiny_knowledge_base(),
+        fallback_reply=NO_MATCH_REPLY,
+        first_token_delay_s=settings.llm.knowledge.first_token_delay_s + extra_delay_s,
     )
-    llm = settings.llm.model_copy(update={"provider": "knowledge", "knowledge": knowledge})
-    return settings.model_copy(update={"llm": llm})
 
 
 def embedded_defaults(checkpoint: str | Path | None, settings):

@@ -417,9 +417,9 @@ def _with_kb(settings, kb: str | Path):
 
     if not Path(kb).is_file():
         raise ConfigError(f"--kb: {kb} does not exist")
-    knowledge = settings.llm.knowledge.model_copy(update={"path": Path(kb)})
-    llm = settings.llm.model_copy(update={"provider": "knowledge", "knowledge": knowledge})
-    return settings.model_copy(update={"llm": llm})
+    from kamevoice.backend.llm.settings import with_knowledge_base
+
+    return with_knowledge_base(settings, path=Path(kb))
 
 
 def run_and_report(args: Any, settings, checkpoint: str, question: str, title: str) -> dict[str, Any]:

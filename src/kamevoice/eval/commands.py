@@ -78,9 +78,8 @@ def mtbench_command(args: argparse.Namespace) -> int:
     from kamevoice.eval.systems import RunOptions, parse_systems
 
     # With no checkpoint: the embedded KAME-tiny and its knowledge base (see `embedded_defaults`).
-    checkpoint, settings = embedded_defaults(
-        args.checkpoint or load_settings().frontend.checkpoint, load_settings()
-    )
+    settings = load_settings()
+    checkpoint, settings = embedded_defaults(args.checkpoint or settings.frontend.checkpoint, settings)
     try:
         ids = tuple(int(i) for i in args.ids.split(",") if i.strip()) if args.ids else None
     except ValueError:

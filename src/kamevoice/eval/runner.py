@@ -17,15 +17,13 @@ judge calls that failed at the provider are retried.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kamevoice.eval.metrics import describe, knowledge_word_score, latency_summary
 from kamevoice.eval.mtbench import LayoutOptions, Question, speak_session
-from kamevoice.eval.store import fingerprint, read_json, write_json
+from kamevoice.eval.store import append_run, fingerprint, read_json, write_json
 from kamevoice.eval.systems import RunOptions, SystemSpec, backend_text_record
 
 log = logging.getLogger(__name__)
@@ -98,8 +96,7 @@ def run_mtbench(questions: list[Question], options: EvalOptions, settings) -> tu
     results = aggregate(questions, records, judgements, options, empty)
     results["config"] = "config.json"
     write_report(out, results)
-    with open(out / "runs.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"time": time.time(), "config": config, "work": asdict(work)}) + "\n")
+    append_run(out, config, work)
     return results, work
 
 

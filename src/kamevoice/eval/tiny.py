@@ -33,9 +33,7 @@ the report (`kamevoice.eval.tiny_report`) and `OUT/config.json` are rewritten ea
 
 from __future__ import annotations
 
-import json
 import re
-import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,7 +42,7 @@ from pathlib import Path
 from kamevoice.errors import ConfigError
 from kamevoice.eval.keywords import score_keywords
 from kamevoice.eval.metrics import latency_summary
-from kamevoice.eval.store import fingerprint, read_json, write_json
+from kamevoice.eval.store import append_run, fingerprint, read_json, write_json
 
 # Bump when the record layout changes, so stored sessions are recomputed.
 RECORD_VERSION = 2
@@ -197,8 +195,7 @@ def run_tiny_eval(questions: list[HeldOutQuestion], options: TinyEvalOptions, se
     results = aggregate(questions, records, options)
     results["config"] = "config.json"
     write_report(out, results)
-    with open(out / "runs.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"time": time.time(), "config": config, "work": asdict(work)}) + "\n")
+    append_run(out, config, work)
     return results, work
 
 

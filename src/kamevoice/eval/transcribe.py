@@ -6,8 +6,6 @@ import asyncio
 
 import numpy as np
 
-from kamevoice.clock import FRAME_SECONDS
-
 # Rates the STT interface accepts directly; others are resampled to the first.
 _STT_RATE = 24_000
 
@@ -30,27 +28,13 @@ def transcribe(stt_settings, audio: np.ndarray, sample_rate: int) -> str:
     audio = np.clip(audio, -1.0, 1.0)
 
     async def run() -> str:
+        from kamevoice.backend.stt.files import transcribe_audio
+
         stt = make_stt(stt_settings)
-        step = max(1, round(FRAME_SECONDS * sample_rate))
-
-        async def feed() -> None:
-            try:
-                for i in range(0, len(audio), step):
-                    await stt.push(audio[i : i + step], sample_rate)
-                    await asyncio.sleep(0)
-            finally:
-                await stt.finish()
-
-        feeder = asyncio.create_task(feed())
-        texts: list[str] = []
         try:
-            async for hyp in stt:
-                if hyp.is_final and hyp.text.strip():
-                    texts.append(hyp.text.strip())
-            await feeder
+            hyps = await transcribe_audio(stt, audio, sample_rate)
         finally:
-            feeder.cancel()
             await stt.aclose()
-        return " ".join(texts)
+        return " ".join(h.text.strip() for h in hyps if h.is_final and h.text.strip())
 
     return asyncio.run(run())

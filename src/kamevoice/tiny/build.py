@@ -89,6 +89,11 @@ class BuildOptions:
         return {"facts": self.facts, "dialogues": self.dialogues, "seed": self.seed}
 
 
+def checkpoint_mb(folder: Path) -> float:
+    """Size of a checkpoint folder's files in MiB (what the shipping limit counts)."""
+    return sum(f.stat().st_size for f in Path(folder).iterdir()) / 2**20
+
+
 class StageLog:
     """`OUT/stages.json`: finished stages with their wall time and figures."""
 
@@ -328,7 +333,7 @@ class TinyBuild:
         for name in (config["moshi_name"], config["tokenizer_name"]):
             shutil.copyfile(source / name, staging / name)
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        size_mb = sum(f.stat().st_size for f in staging.iterdir()) / 2**20
+        size_mb = checkpoint_mb(staging)
         if size_mb > MAX_CHECKPOINT_MB:
             raise ConfigError(
                 f"the tiny checkpoint is {size_mb:.1f} MB, over the {MAX_CHECKPOINT_MB} MB limit"

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from kamevoice.errors import ConfigError
-from kamevoice.tiny.build import MAX_CHECKPOINT_MB
+from kamevoice.tiny.build import MAX_CHECKPOINT_MB, checkpoint_mb
 
 
 def ship_build(build_dir: Path, dest: Path) -> dict:
@@ -26,7 +26,7 @@ def ship_build(build_dir: Path, dest: Path) -> dict:
     if "publish" not in summary["stages"]:
         raise ConfigError(f"{build_dir}: the build has no published checkpoint yet")
     checkpoint = build_dir / "checkpoint"
-    size_mb = sum(f.stat().st_size for f in checkpoint.iterdir()) / 2**20
+    size_mb = checkpoint_mb(checkpoint)
     if size_mb > MAX_CHECKPOINT_MB:
         raise ConfigError(f"{checkpoint}: {size_mb:.1f} MB, over the {MAX_CHECKPOINT_MB} MB limit")
     staging = dest.with_name(dest.name + ".tmp")

@@ -131,3 +131,11 @@ class LLMSettings(Section):
     anthropic: AnthropicSettings = AnthropicSettings()
     google: GoogleGenAISettings = GoogleGenAISettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
+
+
+def with_knowledge_base(settings, **knowledge: object):
+    """App `settings` whose LLM back-end is the knowledge base, its section updated with `knowledge`
+    (e.g. `path=...`); a copy, `settings` is not changed."""
+    section = settings.llm.knowledge.model_copy(update=knowledge)
+    llm = settings.llm.model_copy(update={"provider": "knowledge", "knowledge": section})
+    return settings.model_copy(update={"llm": llm})

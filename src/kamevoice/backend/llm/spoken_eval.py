@@ -117,24 +117,6 @@ def load_questions(kb_path: Path, questions_path: Path, n: int, seed: int = 0) -
     return items[:n]
 
 
-async def _transcribe_one(stt: Any, audio: np.ndarray, rate: int) -> list[Any]:
-    """Push `audio` in 80 ms chunks as fast as the recogniser takes it; all hypotheses in order."""
-    step = round(0.08 * rate)
-
-    async def feed() -> None:
-        try:
-            for i in range(0, len(audio), step):
-                await stt.push(audio[i : i + step], rate)
-                await asyncio.sleep(0)
-        finally:
-            await stt.finish()
-
-    feeder = asyncio.create_task(feed())
-    hyps = [hyp async for hyp in stt]
-    await feeder
-    return hyps
-
-
 def transcribe(
     items: Sequence[tuple[str, str, str | None]],
     *,
@@ -143,6 +125,7 @@ def transcribe(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Transcript]:
     """Speak each (id, text, expected) with espeak-ng and transcribe it with the `paired` STT."""
+    from kamevoice.backend.stt.files import transcribe_audio
     from kamevoice.backend.stt.paired import PairedSTT
     from kamevoice.backend.stt.settings import WhisperSettings
     from kamevoice.backend.stt.whisper import load_model
@@ -163,7 +146,7 @@ def transcribe(
             start, end = LEAD_S + speech.words[0][1], LEAD_S + speech.words[-1][2]
         else:
             start, end = LEAD_S, LEAD_S + len(speech.audio) / rate
-        hyps = asyncio.run(_transcribe_one(PairedSTT(whisper=whisper, model=model), audio, rate))
+        hyps = asyncio.run(transcribe_audio(PairedSTT(whisper=whisper, model=model), audio, rate))
         out.append(
             Transcript(
                 ident, text, expected, round(start, 3), round(end, 3),

@@ -29,16 +29,15 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     return audio, int(rate)
 
 
-async def stream_file(
-    stt: STTStream, path: str | Path, realtime: bool = False, chunk_s: float = FRAME_SECONDS
-) -> float:
-    """Push a file into `stt` in `chunk_s` chunks (80 ms: one front-end frame), then `finish()` it.
+async def stream_audio(
+    stt: STTStream, audio: np.ndarray, rate: int, realtime: bool = False, chunk_s: float = FRAME_SECONDS
+) -> None:
+    """Push `audio` into `stt` in `chunk_s` chunks (80 ms: one front-end frame), then `finish()` it.
 
     With `realtime` the chunks are paced by the wall clock, as from a microphone;
     otherwise they go as fast as the recogniser takes them (yielding to the loop
-    between chunks so readers keep up). Returns the file's duration in seconds.
+    between chunks so readers keep up).
     """
-    audio, rate = read_audio(path)
     step = max(1, round(chunk_s * rate))
     t0 = time.monotonic()
     try:
@@ -51,12 +50,22 @@ async def stream_file(
             await asyncio.sleep(0)
     finally:
         await stt.finish()
+
+
+async def stream_file(
+    stt: STTStream, path: str | Path, realtime: bool = False, chunk_s: float = FRAME_SECONDS
+) -> float:
+    """`stream_audio` for a file; returns the file's duration in seconds."""
+    audio, rate = read_audio(path)
+    await stream_audio(stt, audio, rate, realtime, chunk_s)
     return len(audio) / rate
 
 
-async def transcribe_file(stt: STTStream, path: str | Path, realtime: bool = False) -> list[Hypothesis]:
-    """Stream a file through `stt` and collect every hypothesis (partials and finals) in order."""
-    feeder = asyncio.create_task(stream_file(stt, path, realtime))
+async def transcribe_audio(
+    stt: STTStream, audio: np.ndarray, rate: int, realtime: bool = False
+) -> list[Hypothesis]:
+    """Stream `audio` through `stt` and collect every hypothesis (partials and finals) in order."""
+    feeder = asyncio.create_task(stream_audio(stt, audio, rate, realtime))
     try:
         hyps = [hyp async for hyp in stt]
     except BaseException:
@@ -66,3 +75,9 @@ async def transcribe_file(stt: STTStream, path: str | Path, realtime: bool = Fal
         raise
     await feeder
     return hyps
+
+
+async def transcribe_file(stt: STTStream, path: str | Path, realtime: bool = False) -> list[Hypothesis]:
+    """`transcribe_audio` for a file."""
+    audio, rate = read_audio(path)
+    return await transcribe_audio(stt, audio, rate, realtime)
