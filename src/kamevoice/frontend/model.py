@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from moshi.models.lm import LMModel, LMOutput
-from moshi.models.lm_utils import ScaledEmbedding
+from moshi.models.lm_utils import ScaledEmbedding, _delay_sequence, _undelay_sequence
 
 from kamevoice.errors import InputError
 
@@ -95,6 +95,7 @@ class KameLM(LMModel):
         codes: torch.Tensor,
         condition_tensors: Any = None,
         oracle: torch.Tensor | None = None,
+        text_only: bool = False,
     ) -> LMOutput:
         """Teacher-forced forward pass, as Moshi's, with an optional oracle stream.
 
@@ -104,14 +105,19 @@ class KameLM(LMModel):
             oracle: `[B, T]` or `[B, 1, T]` oracle ids in frame coordinates (see module doc),
                 typically from `kamevoice.oracle.timeline`. None: no oracle input at all
                 (plain Moshi behaviour).
+            text_only: skip the depth transformer (the audio logits come back NaN, masked out):
+                for batches with no audio targets, e.g. oracle copy episodes, where it would
+                cost ~4/5 of the step on the tiny model for nothing.
         Returns:
             Moshi's `LMOutput`: logits `[B, dep_q, T, card]`, mask, text_logits `[B, 1, T, text_card]`,
             text_mask; already aligned with `codes`.
         """
         self._check_codes(codes)
-        if oracle is None:
+        if oracle is None and not text_only:
             return super().forward(codes, condition_tensors)
         B, _, T = codes.shape
+        if oracle is None:
+            oracle = torch.full((B, T), self.oracle_pad_id, dtype=torch.long, device=codes.device)
         if oracle.dim() == 3:
             if oracle.shape[1] != 1:
                 raise InputError(f"oracle: expected shape [B, 1, T] or [B, T], got {tuple(oracle.shape)}")
@@ -123,7 +129,26 @@ class KameLM(LMModel):
         start = torch.full((B, 1), self.oracle_start_id, dtype=oracle.dtype, device=oracle.device)
         oracle_inputs = torch.cat([start, oracle[:, :-1]], dim=1)  # [B, T]
         oracle_sum = self.oracle_condition(oracle_inputs)  # [B, T, dim]
+        if text_only:
+            return self._forward_text_only(codes, condition_tensors, oracle_sum)
         return self._forward_with_sum(codes, condition_tensors, oracle_sum)
+
+    def _forward_text_only(
+        self, codes: torch.Tensor, condition_tensors: Any, extra_sum: torch.Tensor
+    ) -> LMOutput:
+        """The temporal transformer and text head only, laid out as Moshi's `forward` lays them out."""
+        if condition_tensors is not None:
+            raise InputError("text_only: conditioned models are not supported")
+        B, _, T = codes.shape
+        initial = self._get_initial_token().expand(B, -1, -1)
+        delayed = torch.cat([initial, _delay_sequence(self.delays, codes, initial)], dim=2)  # [B, K, T + 1]
+        _, text_logits = self.forward_text(delayed[:, :, :-1], extra_sum)  # [B, 1, T, text_card]
+        text_logits, text_mask = _undelay_sequence(self.delays[:1], text_logits, fill_value=float("nan"))
+        text_mask &= codes[:, :1] != self.zero_token_id
+        # No audio prediction: a NaN view of the right shape (no memory) and an all-False mask.
+        audio_logits = text_logits.new_full((), float("nan")).expand(B, self.dep_q, T, self.card)
+        audio_mask = torch.zeros(B, self.dep_q, T, dtype=torch.bool, device=codes.device)
+        return LMOutput(audio_logits, audio_mask, text_logits, text_mask)
 
     def _forward_with_sum(
         self, codes: torch.Tensor, condition_tensors: Any, extra_sum: torch.Tensor

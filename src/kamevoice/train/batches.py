@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from kamevoice.data.augment import NO_AUGMENT, AugmentOptions
+from kamevoice.data.copy_episodes import CopyEpisodes
 from kamevoice.data.shards import SampleOptions, ShardDataset
 from kamevoice.errors import ConfigError
 from kamevoice.oracle.timeline import OracleIds
@@ -132,7 +133,7 @@ def collate(
 
 
 def load_batch(
-    mix: ShardMix, picks: list[tuple[int, int]], oracle_pad: int, target_delays: list[int]
+    mix: ShardMix | CopyEpisodes, picks: list[tuple[int, int]], oracle_pad: int, target_delays: list[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read and collate the samples `picks` ((epoch, index) pairs)."""
+    """Read and collate the samples `picks` ((epoch, index) pairs) of shards or copy episodes."""
     return collate([mix.sample(index, epoch) for epoch, index in picks], oracle_pad, target_delays)

@@ -99,6 +99,36 @@ class DataConfig(Section):
     augment: bool = Field(True, description="published oracle augmentation (skip and shift events)")
     seed: int = Field(0, description="seed of data order, crops and augmentation")
     valid_samples: int = Field(64, ge=1, description="held-out samples per validation (first N, fixed)")
+    copy_replies: str | None = Field(
+        None,
+        description="text file, one reply a line: oracle copy episodes (kamevoice.data.copy_episodes), "
+        "text-only samples whose inner monologue says the latest oracle; see copy_warmup_steps, copy_every",
+    )
+    copy_warmup_steps: int = Field(
+        0, ge=0, description="the first N optimiser steps train on copy episodes only"
+    )
+    copy_every: int = Field(
+        0, ge=0, description="after the warm-up, every Nth step is a copy-episode step (0: none)"
+    )
+    copy_seq_len: int = Field(256, ge=16, description="frames per copy episode sample")
+
+    @model_validator(mode="after")
+    def _copy_schedule(self) -> DataConfig:
+        scheduled = self.copy_warmup_steps > 0 or self.copy_every > 0
+        if scheduled and self.copy_replies is None:
+            raise ValueError("copy_warmup_steps / copy_every need 'copy_replies' (a text file of replies)")
+        if self.copy_every == 1:
+            raise ValueError("copy_every = 1 would leave no step for the dialogues (use 0 or >= 2)")
+        return self
+
+    def is_copy_step(self, step: int) -> bool:
+        """Whether optimiser step `step` (0-based) trains on copy episodes instead of the shards."""
+        if self.copy_replies is None:
+            return False
+        if step < self.copy_warmup_steps:
+            return True
+        after = step - self.copy_warmup_steps
+        return self.copy_every > 0 and after % self.copy_every == self.copy_every - 1
 
 
 class OptimConfig(Section):

@@ -163,6 +163,18 @@ class Trainer:
             if data.valid
             else None
         )
+        self.copy_data = None
+        if data.copy_replies is not None:
+            from kamevoice.data.copy_episodes import CopyEpisodeOptions, CopyEpisodes, read_replies
+            from kamevoice.frontend.loading import load_tokenizer
+
+            self.copy_data = CopyEpisodes(
+                read_replies(data.copy_replies),
+                load_tokenizer(self.source.tokenizer),
+                self.ids,
+                model.n_q,
+                CopyEpisodeOptions(seq_len=data.copy_seq_len, seed=data.seed),
+            )
         if optim.batch_size % ctx.world:
             raise ConfigError(
                 f"optim.batch_size {optim.batch_size} must be a multiple of {ctx.world} processes"
@@ -187,12 +199,23 @@ class Trainer:
         """One optimiser step on the next global batch; returns this rank's loss terms, the gradient
         norm and the step's frames (all ranks)."""
         cfg, ctx = self.config, self.ctx
-        picks, next_position = self.train_data.take(self.position, cfg.optim.batch_size)
+        copy_step = cfg.data.is_copy_step(self.step)
+        if copy_step:  # text-only oracle copy episodes; the shards' position does not move
+            assert self.copy_data is not None
+            size = cfg.optim.batch_size
+            picks, next_position = [(0, self.step * size + i) for i in range(size)], self.position
+            source = self.copy_data
+        else:
+            picks, next_position = self.train_data.take(self.position, cfg.optim.batch_size)
+            source = self.train_data
         mine = rank_slice(picks, ctx.rank, ctx.world)
         batches = [
-            load_batch(self.train_data, mb, self.ids.pad, self.target_delays)
+            load_batch(source, mb, self.ids.pad, self.target_delays)
             for mb in micro_batches(mine, cfg.optim.micro_batch)
         ]
+        # No audio target in the step: skip the depth transformer (one process only: DDP and FSDP
+        # expect every parameter to take part in each backward pass).
+        text_only = copy_step and self.strategy == "single"
         local_counts = sum(term_counts(codes, self.delays, self.dep_q, self.pad_id) for codes, _ in batches)
         counts = all_reduce_sum(local_counts, ctx)  # [4] targets per term in the whole global batch
 
@@ -206,7 +229,7 @@ class Trainer:
             codes, oracle = codes.to(ctx.device), oracle.to(ctx.device)
             with self._sync_grads(i == len(batches) - 1), self._autocast():
                 out = self.module(
-                    codes, oracle=oracle
+                    codes, oracle=oracle, text_only=text_only
                 )  # logits [B, dep_q, T, card], text [B, 1, T, text_card]
                 terms = loss_terms(out, codes, self.pad_id)
                 # DDP and FSDP average gradients over ranks: x world makes it the global batch's sum.
@@ -333,6 +356,7 @@ class Trainer:
                     record.update(
                         kind="train",
                         step=self.step,
+                        batch="copy" if cfg.data.is_copy_step(self.step - 1) else "dialogues",
                         lr=lr_at(self.step - 1, cfg.optim, cfg.run.steps),
                         grad_norm=norm,
                         frames_per_s=frames_since / elapsed if elapsed > 0 else float("nan"),
