@@ -73,6 +73,11 @@ def test_bench_tiny_reports_real_time_factors_with_the_backend_on(tiny_checkpoin
     assert r["cpu_window_s"] == pytest.approx(1.5, abs=0.01)  # a 3 s round: CPU from half-way
     assert r["cpu_s"] > 0 and r["cpu_engine_s"] > 0 and r["cpu_rtf"] > 0 and r["engine_cpu_ms_per_step"] > 0
     assert r["cpu_s"] == pytest.approx(r["cpu_engine_s"] + r["cpu_other_s"] + r["cpu_stt_s"], abs=0.05)
+    # The simulated client (Opus both ways, its socket) is measured apart: in neither cpu_s nor cpu_rtf.
+    assert r["cpu_client_s"] > 0
+    with_clients = (r["cpu_s"] + r["cpu_client_s"]) / r["cpu_window_s"]
+    assert r["cpu_rtf_with_clients"] == pytest.approx(with_clients, abs=0.01)
+    assert r["cpu_rtf_with_clients"] > r["cpu_rtf"]
     assert r["child_processes"] >= 1  # the session's STT process
     assert isinstance(r["realtime"], bool) and isinstance(r["frames_realtime"], bool)
     assert (out / "bench.png").read_bytes().startswith(b"\x89PNG")

@@ -5,8 +5,9 @@ steps a batch of N) is started in-process on loopback, and N simulated
 clients connect over WebSocket, each sending the question speech in a loop as
 Ogg/Opus at speaking pace (one 80 ms frame every 80 ms on an absolute
 schedule) for `seconds`, with the back-end (STT + LLM) on unless told
-otherwise. Clients and server share this process and its CPU, as a browser
-on the same laptop would.
+otherwise. Clients and server share this process and its cores, as a browser
+on the same laptop would; the clients run on a thread (and event loop) of their
+own, so that their CPU is measured apart from the session's.
 
 Figures per N (the first `WARMUP_S` are left out):
 - step time percentiles of the engine (the batch step: encode, generate, decode),
@@ -21,11 +22,13 @@ Figures per N (the first `WARMUP_S` are left out):
 - real-time factors (two, both "compute per second of audio", 1.0 = exactly real time):
   `step_rtf_p50` / `p90`: the engine's batch step (codec encode, model, codec
   decode) over the 80 ms frame it produces, for all N sessions at once;
-  `cpu_rtf`: CPU seconds of every part (this process: engine thread, event loop
-  with WebSocket, Opus, scheduler and knowledge-base retrieval, and the simulated
-  clients; plus the STT child processes, one per session) over the audio served
-  (N x the measured seconds), i.e. the CPU one session costs per second of
-  conversation; `cpu_cores` is the same CPU over wall time (cores kept busy).
+  `cpu_rtf`: CPU seconds of every part of the sessions (this process: engine
+  thread, server event loop with WebSocket, Opus, scheduler and knowledge-base
+  retrieval; plus the STT child processes, one per session) over the audio
+  served (N x the measured seconds), i.e. the CPU one session costs per second
+  of conversation; `cpu_cores` is the same CPU over wall time (cores kept busy).
+  The simulated clients' own CPU (their Opus and WebSocket ends, what a browser
+  would spend) is `cpu_client_s`, in neither; `cpu_rtf_with_clients` adds it.
   The CPU window leaves out the first `CPU_WARMUP_S`, when the STT children
   start and load their models.
 - back-end lag: mean lag of STT partials and finals behind the audio (the STT
@@ -42,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -105,8 +109,10 @@ class RoundResult:
     # its wall time (a step's RTF on an idle machine is about this / 80 ms).
     engine_cpu_ms_per_step: float = 0.0
     cpu_stt_s: float = 0.0  # the STT child processes
-    cpu_other_s: float = 0.0  # the rest of this process (event loop, Opus, retrieval, clients)
+    cpu_other_s: float = 0.0  # the rest of this process but the clients (event loop, Opus, retrieval)
     cpu_rtf: float = 0.0  # cpu_s / (clients x cpu_window_s): CPU per second of one conversation
+    cpu_client_s: float = 0.0  # the simulated clients' thread (not part of a session)
+    cpu_rtf_with_clients: float = 0.0  # (cpu_s + cpu_client_s) / (clients x cpu_window_s)
     cpu_cores: float = 0.0  # cpu_s / cpu_window_s
     child_processes: int = 0  # STT children (one per session) and multiprocessing helpers
     stt_partial_lag_s: float | None = None
@@ -115,11 +121,12 @@ class RoundResult:
 
 @dataclass
 class CpuSample:
-    """CPU seconds used so far by this process, its engine thread and each child process."""
+    """CPU seconds used so far by this process, its engine and client threads and each child process."""
 
     process_s: float
     engine_s: float
     children: dict[int, float]
+    clients_s: float = 0.0
 
 
 def _stat_cpu(path: str) -> tuple[int, float] | None:
@@ -133,9 +140,10 @@ def _stat_cpu(path: str) -> tuple[int, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick  # ppid, utime + stime
 
 
-def cpu_sample(engine_thread: int | None) -> CpuSample:
+def cpu_sample(engine_thread: int | None, client_thread: int | None = None) -> CpuSample:
     """Where the CPU time of this process has gone so far (Linux /proc; zeros elsewhere)."""
     engine = _stat_cpu(f"/proc/self/task/{engine_thread}/stat") if engine_thread else None
+    clients = _stat_cpu(f"/proc/self/task/{client_thread}/stat") if client_thread else None
     children: dict[int, float] = {}
     me = os.getpid()
     if os.path.isdir("/proc"):
@@ -144,7 +152,8 @@ def cpu_sample(engine_thread: int | None) -> CpuSample:
                 stat = _stat_cpu(f"/proc/{entry.name}/stat")
                 if stat is not None and stat[0] == me:
                     children[int(entry.name)] = stat[1]
-    return CpuSample(time.process_time(), engine[1] if engine else 0.0, children)
+    engine_s, clients_s = (engine[1] if engine else 0.0), (clients[1] if clients else 0.0)
+    return CpuSample(time.process_time(), engine_s, children, clients_s)
 
 
 def _children_delta(first: CpuSample, last: CpuSample) -> float:
@@ -211,6 +220,36 @@ async def _client(url: str, speech: np.ndarray, seconds: float, start: float):
         return client
 
 
+class ClientThread:
+    """N paced clients on a thread and event loop of their own (their CPU is measured apart)."""
+
+    def __init__(self, url: str, speech: np.ndarray, seconds: float, clients: int):
+        self.results: list[Any] = []
+        self.native_id: int | None = None
+        self._ready = threading.Event()
+        args = (url, speech, seconds, clients)
+        self._thread = threading.Thread(target=self._main, args=args, name="bench-clients", daemon=True)
+
+    def _main(self, url: str, speech: np.ndarray, seconds: float, clients: int) -> None:
+        self.native_id = threading.get_native_id()
+        self._ready.set()
+
+        async def all_clients() -> list[Any]:
+            start = time.perf_counter()
+            tasks = [_client(url, speech, seconds, start) for _ in range(clients)]
+            return await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.results = asyncio.run(all_clients())
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+
+    async def join(self) -> list[Any]:
+        await asyncio.to_thread(self._thread.join)
+        return self.results
+
+
 async def run_round(frontend, settings, clients: int, seconds: float, speech: np.ndarray) -> RoundResult:
     """One client count: a fresh server, N paced clients, the figures."""
     from kamevoice.server.app import KameServer
@@ -226,18 +265,19 @@ async def run_round(frontend, settings, clients: int, seconds: float, speech: np
     cpu_from = min(CPU_WARMUP_S, seconds / 2)
     try:
         started = time.perf_counter()
-        tasks = [asyncio.create_task(_client(url, speech, seconds, started)) for _ in range(clients)]
+        client_thread = ClientThread(url, speech, seconds, clients)
+        client_thread.start()
         await asyncio.sleep(WARMUP_S)
         steps0, over0, under0 = stats.steps, stats.overruns, stats.underruns
         await asyncio.sleep(max(0.0, started + cpu_from - time.perf_counter()))
-        cpu0, cpu_steps0 = cpu_sample(engine_thread), stats.steps
+        cpu0, cpu_steps0 = cpu_sample(engine_thread, client_thread.native_id), stats.steps
 
         async def last_sample() -> tuple[CpuSample, int]:  # when the clients stop talking, before the drain
             await asyncio.sleep(max(0.0, started + seconds - time.perf_counter()))
-            return cpu_sample(engine_thread), stats.steps
+            return cpu_sample(engine_thread, client_thread.native_id), stats.steps
 
         ending = asyncio.create_task(last_sample())
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        results = await client_thread.join()
         cpu1, cpu_steps1 = await ending
         steps = stats.steps - steps0
         step_ms = list(stats.step_ms)[-steps:] if steps > 0 else []
@@ -274,7 +314,8 @@ async def run_round(frontend, settings, clients: int, seconds: float, speech: np
     backend_ok = not backend_on or (stt_lag is not None and stt_lag < REALTIME_STT_LAG_S)
     window = max(1e-9, seconds - cpu_from)
     stt_cpu = _children_delta(cpu0, cpu1)
-    process_cpu = cpu1.process_s - cpu0.process_s
+    client_cpu = cpu1.clients_s - cpu0.clients_s
+    process_cpu = cpu1.process_s - cpu0.process_s - client_cpu
     engine_cpu = cpu1.engine_s - cpu0.engine_s
     total_cpu = process_cpu + stt_cpu
     p50 = _pct(step_ms, 50) or 0.0
@@ -310,6 +351,8 @@ async def run_round(frontend, settings, clients: int, seconds: float, speech: np
         cpu_stt_s=round(stt_cpu, 2),
         cpu_other_s=round(process_cpu - engine_cpu, 2),
         cpu_rtf=round(total_cpu / (clients * window), 3),
+        cpu_client_s=round(client_cpu, 2),
+        cpu_rtf_with_clients=round((total_cpu + client_cpu) / (clients * window), 3),
         cpu_cores=round(total_cpu / window, 2),
         child_processes=len(cpu1.children),
         stt_partial_lag_s=partial_lag,
@@ -402,7 +445,9 @@ def tiny_command(args: Any) -> int:
         f"(p90 {one['step_rtf_p90']:.2f}), "
         f"CPU RTF {one['cpu_rtf']:.2f} per session (engine {one['cpu_engine_s']:.1f} s, STT "
         f"{one['cpu_stt_s']:.1f} s, rest {one['cpu_other_s']:.1f} s of CPU in "
-        f"{one['cpu_window_s']:.1f} s; engine {one['engine_cpu_ms_per_step']:.0f} ms of CPU per step); "
+        f"{one['cpu_window_s']:.1f} s; clients apart {one['cpu_client_s']:.1f} s, "
+        f"{one['cpu_rtf_with_clients']:.2f} with them; "
+        f"engine {one['engine_cpu_ms_per_step']:.0f} ms of CPU per step); "
         f"real time held up to {payload['max_realtime_sessions']} session(s) of those measured"
     )
     print(f"wrote {out / 'bench.json'} and {plot}")
@@ -501,11 +546,13 @@ def run_and_report(args: Any, settings, checkpoint: str, question: str, title: s
 # What the figures mean, written into the JSON next to them.
 DEFINITIONS = {
     "step_rtf": "engine batch step time (codec encode + model + codec decode, all sessions) / 80 ms frame",
-    "cpu_rtf": "CPU seconds of this process (engine, event loop, Opus, scheduler, retrieval, simulated "
-    "clients) and its STT child processes / (sessions x measured seconds): one session's CPU per "
-    "second of conversation. A cost only where the round held real time: on a saturated CPU it is "
-    "what the machine had to give, and work (steps, decodes) was skipped or delayed",
+    "cpu_rtf": "CPU seconds of this process but the simulated clients' thread (engine, event loop, "
+    "Opus, scheduler, retrieval) and its STT child processes / (sessions x measured seconds): one "
+    "session's CPU per second of conversation. A cost only where the round held real time: on a "
+    "saturated CPU it is what the machine had to give, and work (steps, decodes) was skipped or delayed",
     "cpu_cores": "the same CPU seconds / measured seconds: cores kept busy",
+    "cpu_rtf_with_clients": "cpu_rtf plus the simulated clients' CPU (their Opus encode and decode and "
+    "WebSocket ends, what browsers would spend) per session and second",
     "engine_cpu_ms_per_step": "CPU of the engine thread per batch step: the step's cost without the "
     "waiting for a core that a busy machine adds to its wall time",
     "realtime": f"overruns <= {REALTIME_OVERRUN_SHARE:.0%} of steps, p90 added latency < "
