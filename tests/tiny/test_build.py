@@ -109,7 +109,8 @@ def test_training_sized_by_the_clock(built, tmp_path):
     argv = ["tiny", "build", str(copy), "--facts", "20", "--dialogues", "6", "--train-minutes", "0.25"]
     assert main([*argv, "--workers", "1"]) == 0
     train = json.loads((copy / "summary.json").read_text())["stages"]["train"]
-    assert train["probe_step_s"] > 0 and train["planned_steps"] >= 1
+    assert train["probe_step_s"]["copy"] > 0 and train["probe_step_s"]["dialogues"] > 0
+    assert train["planned_steps"] >= 1
     assert train["steps"] == train["planned_steps"] or train["stopped_by_clock"]
     assert (copy / "checkpoint" / "model.safetensors").is_file()
 
@@ -156,3 +157,15 @@ def test_value_token_accuracy_on_a_build(built, capsys):
                              "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
                              "nineteen", "twenty", "thirty", "forty", "fifty", "sixty", "seventy",
                              "eighty", "ninety", *"BDFKLMRTVZ"}  # fmt: skip
+
+
+def test_planned_steps_fit_the_copy_warm_up_and_the_mixed_steps():
+    from kamevoice.tiny.build import planned_steps
+    from kamevoice.train.config import DataConfig
+
+    data = DataConfig(train=["x"], copy_replies="r.txt", copy_warmup_steps=100, copy_every=3)
+    # 100 copy steps at 0.3 s = 30 s; then 3 steps (2 dialogue + 1 copy) take 2.3 s.
+    assert planned_steps(30 + 23.0, 0.3, 1.0, data) == 100 + 30
+    assert planned_steps(15, 0.3, 1.0, data) == 50  # the warm-up does not fit: copy steps only
+    plain = DataConfig(train=["x"])
+    assert planned_steps(50, 0.3, 1.0, plain) == 50

@@ -44,8 +44,19 @@ TRAIN_BUDGET_SHARE = 0.9
 # The training recipe; `configs/train_tiny.toml` holds the same values (a test checks).
 # Samples of up to 256 frames (20 s) hold a whole tiny dialogue (~8 s); 8 of them a step ran at
 # ~0.85 s a step, ~1000 frames/s on 2 cores (full 8 x 256 batches: 3.8 s, ~536 frames/s).
+# Oracle copy episodes (`kamevoice.data.copy_episodes`, text only, ~0.28 s a step here) first,
+# then dialogues with every third step a copy step. Without them, 2077 dialogue steps never
+# learnt to copy names and numbers from the oracle (value-token accuracy 0.24 with the oracle,
+# 0.23 without); on copy episodes alone held-out values went 0.21 -> 0.56 in 800 steps.
 TRAIN_RECIPE: dict[str, dict[str, Any]] = {
-    "data": {"seq_len": 256, "augment": True, "valid_samples": 16},
+    "data": {
+        "seq_len": 256,
+        "augment": True,
+        "valid_samples": 16,
+        "copy_warmup_steps": 2000,
+        "copy_every": 3,
+        "copy_seq_len": 256,
+    },
     "optim": {
         "lr": 1e-3,
         "betas": [0.9, 0.95],
@@ -127,6 +138,17 @@ def _cli(argv: list[str]) -> None:
     code = main(argv)
     if code != 0:
         raise ConfigError(f"`kamevoice {' '.join(argv)}` exited with {code}")
+
+
+def planned_steps(budget_s: float, copy_s: float, dialogue_s: float, data: Any) -> int:
+    """Optimiser steps that fit `budget_s` seconds: the copy warm-up, then dialogue steps with
+    every `copy_every`th a copy step (`data` is the run's `DataConfig`)."""
+    warmup = data.copy_warmup_steps if data.copy_replies else 0
+    if budget_s <= warmup * copy_s:
+        return max(1, int(budget_s / copy_s))
+    every = data.copy_every if data.copy_replies else 0
+    mean_s = dialogue_s if every == 0 else ((every - 1) * dialogue_s + copy_s) / every
+    return warmup + max(1, int((budget_s - warmup * copy_s) / mean_s))
 
 
 class TinyBuild:
@@ -244,14 +266,30 @@ class TinyBuild:
         raw = json.loads(json.dumps(TRAIN_RECIPE))  # a deep copy
         raw["model"] = {"checkpoint": str(self.init)}
         shards = {split: [str(self.split_dir("shards", split))] for split in ("train", "valid")}
-        raw["data"].update(**shards, seed=self.options.seed)
+        raw["data"].update(**shards, seed=self.options.seed, copy_replies=str(self.copy_replies()))
         raw["run"].update(out_dir=str(out_dir or self.run_dir), steps=steps, seed=self.options.seed,
                           resume=resume, progress=self.options.progress)  # fmt: skip
         raw["run"]["save_every"] = min(raw["run"]["save_every"], steps)
         return parse_train_config(raw, "tiny build")
 
-    def _probe_step_s(self) -> float:
-        """Seconds per training step of this recipe here: a throwaway trainer, timed."""
+    def copy_replies(self) -> Path:
+        """The copy episodes' replies: every training fact's reply with every opener (written once)."""
+        from kamevoice.tiny.knowledge import REPLY_OPENERS
+
+        path = self.knowledge / "copy_replies.txt"
+        if not path.is_file():
+            records = [json.loads(line) for line in (self.knowledge / "kb.jsonl").open(encoding="utf-8")]
+            lines = [
+                f"{opener} {r['sentence']}" for r in records if not r["held_out"] for opener in REPLY_OPENERS
+            ]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            tmp.replace(path)
+        return path
+
+    def _probe_step_s(self) -> tuple[float, float]:
+        """Seconds per training step of this recipe here, (copy-episode step, dialogue step): a
+        throwaway trainer, timed on each kind."""
         import tempfile
 
         from kamevoice.train.distributed import init_distributed, shutdown
@@ -262,16 +300,19 @@ class TinyBuild:
             try:
                 config = self.train_config(PROBE_WARMUP_STEPS + PROBE_STEPS, Path(tmp), resume=False)
                 trainer = Trainer(config, ctx)
-                for _ in range(PROBE_WARMUP_STEPS):
-                    trainer.train_step()
-                start = time.perf_counter()
-                for _ in range(PROBE_STEPS):
-                    trainer.train_step()
-                return (time.perf_counter() - start) / PROBE_STEPS
+                timings = []
+                for kind_step in (0, config.data.copy_warmup_steps):  # a copy step, a dialogue step
+                    for n in range(PROBE_WARMUP_STEPS + PROBE_STEPS):
+                        if n == PROBE_WARMUP_STEPS:
+                            start = time.perf_counter()
+                        trainer.step = kind_step  # the step number picks the kind of batch
+                        trainer.train_step()
+                    timings.append((time.perf_counter() - start) / PROBE_STEPS)
+                return timings[0], timings[1]
             finally:
                 shutdown(ctx)
 
-    def _planned_steps(self, deadline: float) -> tuple[int, float | None]:
+    def _planned_steps(self, deadline: float) -> tuple[int, dict | None]:
         """Steps of the run, fitted to the time left before `deadline` after the probe.
 
         Kept across resumes (`train/plan.json`): the learning-rate schedule depends on it.
@@ -283,9 +324,10 @@ class TinyBuild:
         if self.options.train_steps is not None:
             steps, step_s = self.options.train_steps, None
         else:
-            step_s = self._probe_step_s()
-            left = deadline - time.perf_counter()
-            steps = max(1, int(left * TRAIN_BUDGET_SHARE / step_s))
+            copy_s, dialogue_s = self._probe_step_s()
+            budget = (deadline - time.perf_counter()) * TRAIN_BUDGET_SHARE
+            steps = planned_steps(budget, copy_s, dialogue_s, self.train_config(1).data)
+            step_s = {"copy": round(copy_s, 3), "dialogues": round(dialogue_s, 3)}
         self.run_dir.mkdir(parents=True, exist_ok=True)
         plan.write_text(json.dumps({"steps": steps, "probe_step_s": step_s}) + "\n", encoding="utf-8")
         return steps, step_s
