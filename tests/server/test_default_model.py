@@ -69,3 +69,21 @@ def test_a_missing_embedded_model_is_named_with_the_way_out(
     assert main(["run", str(tmp_path / "q.wav")]) == 1
     err = capsys.readouterr().err
     assert "embedded KAME-tiny checkpoint is missing" in err and "kamevoice tiny build" in err
+
+
+def test_tiny_back_end_listens_with_whisper_finals_when_left_on_auto():
+    from kamevoice.assets import tiny_back_end, tiny_knowledge_base
+    from kamevoice.backend.stt import whisper_available
+    from kamevoice.config import Settings
+    from kamevoice.tiny.knowledge import NO_MATCH_REPLY
+
+    auto = tiny_back_end(Settings())
+    assert str(auto.llm.knowledge.path) == str(tiny_knowledge_base())
+    assert auto.llm.knowledge.fallback_reply == NO_MATCH_REPLY
+    if whisper_available(auto.stt):
+        assert (auto.stt.provider, auto.stt.whisper.partials) == ("whisper", False)
+    base = Settings()
+    chosen = base.model_copy(update={"stt": base.stt.model_copy(update={"provider": "paired"})})
+    kept = tiny_back_end(chosen)
+    assert (kept.stt.provider, kept.stt.whisper.partials) == ("paired", True)  # a choice is kept
+    assert Settings().stt.provider == "auto"  # the caller's settings are not changed
