@@ -9,7 +9,9 @@ Stages, each recorded in `OUT/stages.json` when finished (a rerun skips it):
 5. `oracles`    offline simulator, hint levels 0-5 -> `spoken/{train,valid}/oracle_raw`
 6. `init`       random-weight tiny LM + tokenizer + codec2 -> `init/` (published layout)
 7. `shards`     Codec 2 tokens and aligned text -> `shards/{train,valid}`
-8. `train`      `kamevoice.train` for at most `train_minutes` -> `train/checkpoints/step-N`
+8. `train`      `kamevoice.train` for at most `train_minutes` -> `train/checkpoints/step-N`:
+                oracle copy episodes over the training facts' replies first
+                (`knowledge/copy_replies.txt`), then the dialogues with copy steps mixed in
 9. `publish`    the last checkpoint, codec2 named, size-checked -> `checkpoint/`
 
 Validation dialogues ask held-out facts (never asked in training). The data stages run
