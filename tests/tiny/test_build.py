@@ -147,6 +147,11 @@ def test_value_token_accuracy_on_a_build(built, capsys):
     assert main(["tiny", "value-tokens", str(built / "checkpoint"), str(built / "shards" / "valid")]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["value_tokens"] > 0  # held-out replies state prices, codes, counts or hours
+    # Without shards: copy episodes over the build's held-out facts (no training data needed).
+    kb = built / "knowledge" / "kb.jsonl"
+    assert main(["tiny", "value-tokens", str(built / "checkpoint"), "--kb", str(kb)]) == 0
+    episodes = json.loads(capsys.readouterr().out)
+    assert episodes["scored_on"] == "copy episodes" and episodes["value_tokens"] > 0
     for name in ("value_token_accuracy_oracle", "value_token_accuracy_no_oracle", "text_accuracy_oracle"):
         assert 0.0 <= figures[name] <= 1.0
     tokenizer = load_tokenizer(built / "checkpoint" / "tokenizer_tiny.model")

@@ -60,11 +60,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="teacher-forced accuracy on answer value tokens (numbers, code letters), oracle on and off",
         description="Score CHECKPOINT's greedy text prediction on the number words and code letters of "
         "recorded dialogues (a build's shards/valid: held-out facts), with their oracle and with every "
-        "frame PAD: whether facts travel from the oracle to the text stream (kamevoice.tiny.value_tokens).",
+        "frame PAD: whether facts travel from the oracle to the text stream (kamevoice.tiny.value_tokens). "
+        "Without SHARDS_DIR: on text-only oracle copy episodes over the knowledge base's held-out facts.",
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT")
-    p.add_argument("shards", type=Path, metavar="SHARDS_DIR")
-    p.add_argument("--samples", type=int, default=48, help="dialogues scored (default 48)")
+    p.add_argument("shards", type=Path, metavar="SHARDS_DIR", nargs="?", default=None)
+    p.add_argument(
+        "--samples", type=int, default=None, help="samples scored (default 48 dialogues, 24 episodes)"
+    )
+    p.add_argument("--kb", type=Path, default=None,
+                   help="without SHARDS_DIR: the knowledge base (default: the embedded one)")  # fmt: skip
     p.set_defaults(handler=_value_tokens)
 
 
@@ -103,7 +108,15 @@ def _ship(args: argparse.Namespace) -> int:
 def _value_tokens(args: argparse.Namespace) -> int:
     import json
 
-    from kamevoice.tiny.value_tokens import measure
+    from kamevoice.tiny.value_tokens import DEFAULT_COPY_SAMPLES, DEFAULT_SAMPLES, measure, measure_copy
 
-    print(json.dumps(measure(args.checkpoint, args.shards, args.samples).as_dict(), indent=2))
+    if args.shards is not None:
+        result = measure(args.checkpoint, args.shards, args.samples or DEFAULT_SAMPLES)
+    else:
+        from kamevoice.assets import tiny_knowledge_base
+
+        kb = args.kb or tiny_knowledge_base()
+        result = measure_copy(args.checkpoint, kb, args.samples or DEFAULT_COPY_SAMPLES)
+    scored_on = "dialogues" if args.shards else "copy episodes"
+    print(json.dumps({"scored_on": scored_on, **result.as_dict()}, indent=2))
     return 0

@@ -3,10 +3,15 @@
 Validation's text accuracy counts every text token, most of which (openers, templates, the
 question's kind) a model predicts without the oracle; knowledge transfer shows in the tokens
 that carry the facts: number words and code letters. This scores the front-end's greedy text
-prediction on those tokens of recorded dialogues (validation shards: held-out facts), once with
-their oracle stream and once with every frame PAD, as training's validation does.
+prediction on those tokens, once with the oracle stream and once with every frame PAD, as
+training's validation does, on either
+
+- recorded dialogues (`measure`: a build's validation shards, held-out facts), or
+- oracle copy episodes over the held-out facts' replies (`measure_copy`: text only, built from
+  a knowledge base alone, so it runs on the embedded catalogue without a build).
 
     kamevoice tiny value-tokens CHECKPOINT SHARDS_DIR [--samples 48]
+    kamevoice tiny value-tokens CHECKPOINT [--kb KB.jsonl] [--samples 24]
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from kamevoice.tiny.knowledge import CODE_LETTERS
 NUMBER_LIMIT = 100
 # Validation samples per pass: ~190 value tokens at 48 tiny dialogues.
 DEFAULT_SAMPLES = 48
+# Copy episodes per pass: 24 x 256 frames hold ~70 replies, ~400 value tokens.
+DEFAULT_COPY_SAMPLES = 24
+# Seed of the scored copy episodes (training's episodes use the run's data seed, 0 by default).
+COPY_SEED = 99
 BATCH = 8
 
 
@@ -89,3 +98,44 @@ def measure(checkpoint: str | Path, shards: str | Path, samples: int = DEFAULT_S
     n_value, n_text = max(1, totals[0]), max(1, totals[1])
     return ValueTokenAccuracy(hits["on"][0] / n_value, hits["off"][0] / n_value, totals[0],
                               hits["on"][1] / n_text, hits["off"][1] / n_text)  # fmt: skip
+
+
+def measure_copy(
+    checkpoint: str | Path, kb: str | Path, samples: int = DEFAULT_COPY_SAMPLES, seed: int = COPY_SEED
+) -> ValueTokenAccuracy:
+    """Score `checkpoint` on copy episodes over the held-out facts of knowledge base `kb` (a
+    KAME-tiny `kb.jsonl`), every reply with every opener (see module doc)."""
+    import json
+
+    import torch
+
+    from kamevoice.data.copy_episodes import CopyEpisodeOptions, CopyEpisodes
+    from kamevoice.errors import InputError
+    from kamevoice.frontend.loading import load_frontend
+    from kamevoice.oracle.timeline import OracleIds
+    from kamevoice.tiny.knowledge import REPLY_OPENERS
+    from kamevoice.train.batches import collate
+
+    records = [json.loads(line) for line in Path(kb).read_text(encoding="utf-8").splitlines() if line.strip()]
+    replies = [f"{o} {r['sentence']}" for r in records if r.get("held_out") for o in REPLY_OPENERS]
+    if not replies:
+        raise InputError(f"{kb}: no held-out facts to build copy episodes from")
+    frontend = load_frontend(checkpoint, device="cpu", load_codec=False)
+    model = frontend.model.float().eval()
+    ids = OracleIds(start=model.oracle_start_id, pad=model.oracle_pad_id)
+    episodes = CopyEpisodes(replies, frontend.tokenizer, ids, model.n_q, CopyEpisodeOptions(seed=seed))
+    values = torch.tensor(sorted(value_token_ids(frontend.tokenizer)))
+    codes, oracle = collate([episodes.sample(i) for i in range(samples)], ids.pad, [0] * (1 + model.dep_q))
+    target = codes[:, 0]
+    figures: dict[str, tuple[float, float]] = {}
+    with torch.no_grad():
+        for mode in ("on", "off"):
+            fed = oracle if mode == "on" else torch.full_like(oracle, ids.pad)
+            out = model(codes, oracle=fed, text_only=True)
+            right = out.text_logits[:, 0].argmax(-1) == target
+            words = out.text_mask[:, 0] & (target != model.existing_text_padding_id) & (target > 0)
+            value = words & torch.isin(target, values)
+            figures[mode] = (int((right & value).sum()) / max(1, int(value.sum())),
+                             int((right & words).sum()) / max(1, int(words.sum())))  # fmt: skip
+    count = int((out.text_mask[:, 0] & torch.isin(target, values)).sum())
+    return ValueTokenAccuracy(figures["on"][0], figures["off"][0], count, figures["on"][1], figures["off"][1])
