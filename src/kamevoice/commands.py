@@ -136,11 +136,13 @@ def run_file_command(args: argparse.Namespace) -> int:
     from kamevoice.filemode import run_file, write_outputs
     from kamevoice.frontend.generator import SamplingOptions
     from kamevoice.frontend.loading import load_frontend
+    from kamevoice.runtime import apply_cpu_threads
 
     settings = _settings(args)
     checkpoint, settings = embedded_defaults(args.checkpoint or settings.frontend.checkpoint, settings)
     audio, rate = read_audio(args.audio)
     fs = settings.frontend
+    apply_cpu_threads(fs.cpu_threads)
     frontend = load_frontend(checkpoint, device=args.device or fs.device, dtype=fs.dtype)
     sampling = SamplingOptions(
         greedy=fs.temperature == 0,

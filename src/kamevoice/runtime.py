@@ -22,6 +22,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def apply_cpu_threads(threads: int) -> None:
+    """Set torch's intra-op threads for this process (0: leave torch's default)."""
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """'auto' is bfloat16 on a GPU (the published weights' dtype) and float32 on the CPU."""
     if name == "auto":

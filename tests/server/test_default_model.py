@@ -81,9 +81,37 @@ def test_tiny_back_end_listens_with_whisper_finals_when_left_on_auto():
     assert str(auto.llm.knowledge.path) == str(tiny_knowledge_base())
     assert auto.llm.knowledge.fallback_reply == NO_MATCH_REPLY
     if whisper_available(auto.stt):
-        assert (auto.stt.provider, auto.stt.whisper.partials) == ("whisper", False)
+        assert (auto.stt.provider, auto.stt.whisper.partials, auto.stt.whisper.cpu_threads) == (
+            "whisper",
+            False,
+            1,
+        )
     base = Settings()
     chosen = base.model_copy(update={"stt": base.stt.model_copy(update={"provider": "paired"})})
     kept = tiny_back_end(chosen)
     assert (kept.stt.provider, kept.stt.whisper.partials) == ("paired", True)  # a choice is kept
     assert Settings().stt.provider == "auto"  # the caller's settings are not changed
+
+
+def test_embedded_tiny_runs_on_one_torch_thread_unless_told():
+    from kamevoice.assets import embedded_defaults, tiny_frontend
+    from kamevoice.config import Settings
+    from kamevoice.runtime import apply_cpu_threads
+
+    _, tiny = embedded_defaults(None, Settings())
+    assert tiny.frontend.cpu_threads == 1
+    _, given = embedded_defaults("some/checkpoint", Settings())
+    assert given.frontend.cpu_threads == 0  # another model: torch's default
+    base = Settings()
+    chosen = base.model_copy(update={"frontend": base.frontend.model_copy(update={"cpu_threads": 2})})
+    assert tiny_frontend(chosen).frontend.cpu_threads == 2
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        apply_cpu_threads(1)
+        assert torch.get_num_threads() == 1
+        apply_cpu_threads(0)  # 0 leaves it as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

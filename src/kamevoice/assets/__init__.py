@@ -63,10 +63,11 @@ def tiny_back_end(settings, kb: str | Path | None = None, extra_delay_s: float =
     model took it for the answer arriving, started to reply before the user had finished, and
     made up the fact before the real oracle came (seen in `examples/tiny`).
 
-    The STT, where left on 'auto' and Whisper is installed, is Whisper with finals only: the
-    paired default's PocketSphinx partials carry none of the tiny catalogue's names on espeak-ng
-    voices, and a session's CPU per second of audio went 0.90 -> 0.61 without them (`kamevoice
-    bench tiny`, session 2). The retrieval reads the same Whisper finals either way.
+    The STT, where left on 'auto' and Whisper is installed, is Whisper with finals only, on one
+    thread: the paired default's PocketSphinx partials carry none of the tiny catalogue's names on
+    espeak-ng voices, and a session's CPU per second of audio went 0.90 -> 0.61 without them
+    (`kamevoice bench tiny`); the retrieval reads the same Whisper finals either way. One thread
+    decodes a tiny question's final as fast and spends less CPU (see `tiny_frontend`).
     """
     from kamevoice.backend.llm.settings import with_knowledge_base
     from kamevoice.backend.stt import whisper_available
@@ -80,10 +81,22 @@ def tiny_back_end(settings, kb: str | Path | None = None, extra_delay_s: float =
     )
     stt = settings.stt
     if stt.provider == "auto" and whisper_available(stt):
-        whisper = stt.whisper.model_copy(update={"partials": False})
+        whisper = stt.whisper.model_copy(update={"partials": False, "cpu_threads": 1})
         stt = stt.model_copy(update={"provider": "whisper", "whisper": whisper})
         settings = settings.model_copy(update={"stt": stt})
     return settings
+
+
+def tiny_frontend(settings):
+    """`settings` with KAME-tiny's front-end defaults: one torch thread, unless a count was chosen.
+
+    Measured with `kamevoice bench tiny` on 2 cores (one torch thread and one Whisper thread
+    against torch's and Whisper's two): the step's time is the same (p50 0.33 of the frame), one
+    session's CPU per second of audio 0.57 -> 0.49, sessions in real time 2 -> 3.
+    """
+    if settings.frontend.cpu_threads:
+        return settings
+    return settings.model_copy(update={"frontend": settings.frontend.model_copy(update={"cpu_threads": 1})})
 
 
 def embedded_defaults(checkpoint: str | Path | None, settings):
@@ -91,14 +104,16 @@ def embedded_defaults(checkpoint: str | Path | None, settings):
 
     The embedded front-end was trained on its own invented-facts catalogue, so with it the
     knowledge-base back-end answers from that catalogue (`tiny_back_end`), unless a knowledge
-    base was chosen (anything but the example FAQ, the settings' default). A given checkpoint
-    changes nothing. Returns `(checkpoint, settings)`; `settings` is copied, never changed.
+    base was chosen (anything but the example FAQ, the settings' default), and it runs on one
+    torch thread unless a count was chosen (`tiny_frontend`). A given checkpoint changes nothing.
+    Returns `(checkpoint, settings)`; `settings` is copied, never changed.
     """
     from kamevoice.backend.llm.settings import EXAMPLE_KB_PATH
 
     if checkpoint:
         return str(checkpoint), settings
     chosen = tiny_checkpoint()
+    settings = tiny_frontend(settings)
     if Path(settings.llm.knowledge.path) == EXAMPLE_KB_PATH:
         settings = tiny_back_end(settings)
     return str(chosen), settings

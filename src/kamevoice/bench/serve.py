@@ -422,7 +422,7 @@ def serve_command(args: Any) -> int:
 
 def tiny_command(args: Any) -> int:
     """Handler of `kamevoice bench tiny`: the tiny preset's sessions with STT and the knowledge base."""
-    from kamevoice.assets import default_checkpoint, tiny_back_end, tiny_knowledge_base
+    from kamevoice.assets import default_checkpoint, tiny_back_end, tiny_frontend, tiny_knowledge_base
     from kamevoice.bench.report import write_json
     from kamevoice.config import load_settings
     from kamevoice.errors import ConfigError
@@ -432,7 +432,7 @@ def tiny_command(args: Any) -> int:
     kb = Path(args.kb) if args.kb else tiny_knowledge_base()
     if not kb.is_file():
         raise ConfigError(f"--kb: {kb} does not exist")
-    settings = tiny_back_end(settings, kb)
+    settings = tiny_frontend(tiny_back_end(settings, kb))
     question = args.question or kb_question(kb)
     payload = run_and_report(args, settings, checkpoint, question, "kamevoice bench tiny")
     out = Path(args.out)
@@ -477,6 +477,7 @@ def run_and_report(args: Any, settings, checkpoint: str, question: str, title: s
 
     from kamevoice.errors import ConfigError
     from kamevoice.frontend.loading import load_frontend
+    from kamevoice.runtime import apply_cpu_threads
 
     counts = [int(c) for c in str(args.clients).split(",") if c.strip()]
     if not counts or min(counts) < 1:
@@ -488,6 +489,7 @@ def run_and_report(args: Any, settings, checkpoint: str, question: str, title: s
             update={"server": settings.server.model_copy(update={"oracle": False})}
         )
     fs = settings.frontend
+    apply_cpu_threads(fs.cpu_threads)
     frontend = load_frontend(checkpoint, device=args.device or fs.device, dtype=fs.dtype)
     results = asyncio.run(run_bench(frontend, settings, counts, args.seconds, question_speech(question)))
 
@@ -522,8 +524,8 @@ def run_and_report(args: Any, settings, checkpoint: str, question: str, title: s
     console.print(
         f"added latency excludes the model's built-in delay of {results[0].model_delay_ms:.0f} ms; "
         f"first {WARMUP_S:g} s left out ({CPU_WARMUP_S:g} s for CPU); each N runs with max_sessions=N; "
-        f"RTF = compute per second of audio (step: batch step / 80 ms; CPU: all processes' CPU / "
-        f"(N x seconds)); {os.cpu_count()} CPU cores"
+        f"RTF = compute per second of audio (step: batch step / 80 ms; CPU: the sessions' CPU, "
+        f"clients apart, / (N x seconds)); {os.cpu_count()} CPU cores"
     )
     return {
         "device": device,

@@ -72,10 +72,12 @@ def serve_command(args: argparse.Namespace) -> int:
     """Handler of `kamevoice serve`."""
     from kamevoice.assets import embedded_defaults
     from kamevoice.frontend.loading import load_frontend
+    from kamevoice.runtime import apply_cpu_threads
 
     checkpoint, settings = embedded_defaults(*_checkpoint_and_settings(args))
 
     fs = settings.frontend
+    apply_cpu_threads(fs.cpu_threads)
     frontend = load_frontend(checkpoint, device=fs.device, dtype=fs.dtype)
     asyncio.run(serve_forever(frontend, settings))
     return 0
