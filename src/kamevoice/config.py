@@ -39,9 +39,9 @@ class FrontendSettings(Section):
     text_temperature: float = Field(0.7, ge=0.0)
     text_top_k: int = Field(25, ge=0)
     seed: int = 42
-    # A small model's step is as fast on one thread as on two, and a second thread's spinning and
-    # hand-offs cost CPU that STT and other sessions need: KAME-tiny on 2 cores, one thread, used
-    # 0.49 s of CPU a second of audio instead of 0.57 and kept 3 sessions in real time, not 2.
+    # A small model's step is as fast on one thread as on two, and the second thread costs CPU
+    # that STT and other sessions need: KAME-tiny on 2 cores used 0.49-0.50 s of CPU a second of
+    # audio on one thread, 0.51-0.55 on two (`kamevoice bench tiny`, two runs each).
     cpu_threads: int = Field(
         0, ge=0, description="torch threads for the model on the CPU (0: torch's default, one a core)"
     )

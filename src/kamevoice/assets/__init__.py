@@ -63,11 +63,10 @@ def tiny_back_end(settings, kb: str | Path | None = None, extra_delay_s: float =
     model took it for the answer arriving, started to reply before the user had finished, and
     made up the fact before the real oracle came (seen in `examples/tiny`).
 
-    The STT, where left on 'auto' and Whisper is installed, is Whisper with finals only, on one
-    thread: the paired default's PocketSphinx partials carry none of the tiny catalogue's names on
-    espeak-ng voices, and a session's CPU per second of audio went 0.90 -> 0.61 without them
-    (`kamevoice bench tiny`); the retrieval reads the same Whisper finals either way. One thread
-    decodes a tiny question's final as fast and spends less CPU (see `tiny_frontend`).
+    The STT, where left on 'auto' and Whisper is installed, is Whisper with finals only: the
+    paired default's PocketSphinx partials carry none of the tiny catalogue's names on espeak-ng
+    voices, and a session's CPU per second of audio went 0.90 -> 0.61 without them (`kamevoice
+    bench tiny`); the retrieval reads the same Whisper finals either way.
     """
     from kamevoice.backend.llm.settings import with_knowledge_base
     from kamevoice.backend.stt import whisper_available
@@ -81,7 +80,7 @@ def tiny_back_end(settings, kb: str | Path | None = None, extra_delay_s: float =
     )
     stt = settings.stt
     if stt.provider == "auto" and whisper_available(stt):
-        whisper = stt.whisper.model_copy(update={"partials": False, "cpu_threads": 1})
+        whisper = stt.whisper.model_copy(update={"partials": False})
         stt = stt.model_copy(update={"provider": "whisper", "whisper": whisper})
         settings = settings.model_copy(update={"stt": stt})
     return settings
@@ -90,9 +89,10 @@ def tiny_back_end(settings, kb: str | Path | None = None, extra_delay_s: float =
 def tiny_frontend(settings):
     """`settings` with KAME-tiny's front-end defaults: one torch thread, unless a count was chosen.
 
-    Measured with `kamevoice bench tiny` on 2 cores (one torch thread and one Whisper thread
-    against torch's and Whisper's two): the step's time is the same (p50 0.33 of the frame), one
-    session's CPU per second of audio 0.57 -> 0.49, sessions in real time 2 -> 3.
+    Measured with `kamevoice bench tiny` on 2 cores (one OpenBLAS thread in both): the step's
+    time is the same (p50 0.33-0.35 of the frame); one session's CPU per second of audio was
+    0.49 and 0.50 in two runs on one torch thread, 0.51 and 0.55 on two, the difference in the
+    process's threads outside the engine (0.6-0.7 s against 1.4-1.5 s of CPU in 17 s).
     """
     if settings.frontend.cpu_threads:
         return settings
