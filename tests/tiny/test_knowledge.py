@@ -14,6 +14,7 @@ from kamevoice.tiny.knowledge import (
     QUESTIONS,
     REPLY_OPENERS,
     KnowledgeOptions,
+    fact_replies,
     generate_facts,
     reply_text,
     write_knowledge,
@@ -57,6 +58,17 @@ def test_files(tmp_path):
     again = tmp_path / "again"
     write_knowledge(again, KnowledgeOptions(facts=64, seed=0), dialogues=100)
     assert (again / "qa_train.jsonl").read_bytes() == files.qa_train.read_bytes()
+
+
+def test_fact_replies_split_held_out_from_training_facts(tmp_path):
+    files = write_knowledge(tmp_path, KnowledgeOptions(facts=64, seed=0), dialogues=10)
+    kb = [json.loads(line) for line in files.kb.read_text().splitlines()]
+    held, trained = fact_replies(files.kb, held_out=True), fact_replies(files.kb, held_out=False)
+    assert len(held) + len(trained) == len(REPLY_OPENERS) * len(kb)
+    for record in kb:
+        replies = held if record["held_out"] else trained
+        assert [f"{o} {record['sentence']}" in replies for o in REPLY_OPENERS] == [True] * len(REPLY_OPENERS)
+    assert not set(held) & set(trained)  # copy episodes for training never say a held-out fact
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -205,7 +205,7 @@ def _frame_arrivals(client) -> list[float]:
     return arrivals
 
 
-async def _client(url: str, speech: np.ndarray, seconds: float, start: float):
+async def _client(url: str, speech: np.ndarray, seconds: float):
     from kamevoice.server.client import ChatClient
 
     loop_audio = np.concatenate([speech, np.zeros(int(PAUSE_S * SAMPLE_RATE), np.float32)])
@@ -235,8 +235,7 @@ class ClientThread:
         self._ready.set()
 
         async def all_clients() -> list[Any]:
-            start = time.perf_counter()
-            tasks = [_client(url, speech, seconds, start) for _ in range(clients)]
+            tasks = [_client(url, speech, seconds) for _ in range(clients)]
             return await asyncio.gather(*tasks, return_exceptions=True)
 
         self.results = asyncio.run(all_clients())

@@ -276,14 +276,11 @@ class TinyBuild:
 
     def copy_replies(self) -> Path:
         """The copy episodes' replies: every training fact's reply with every opener (written once)."""
-        from kamevoice.tiny.knowledge import REPLY_OPENERS
+        from kamevoice.tiny.knowledge import fact_replies
 
         path = self.knowledge / "copy_replies.txt"
         if not path.is_file():
-            records = [json.loads(line) for line in (self.knowledge / "kb.jsonl").open(encoding="utf-8")]
-            lines = [
-                f"{opener} {r['sentence']}" for r in records if not r["held_out"] for opener in REPLY_OPENERS
-            ]
+            lines = fact_replies(self.knowledge / "kb.jsonl", held_out=False)
             tmp = path.with_suffix(".tmp")
             tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
             tmp.replace(path)

@@ -222,6 +222,18 @@ def reply_text(fact: Fact, opener: str = REPLY_OPENERS[0]) -> str:
     return KB_ANSWER.format(opener=opener, sentence=fact.sentence)
 
 
+def fact_replies(kb_path: Path, held_out: bool) -> list[str]:
+    """Every reply, with every opener, to the held-out (or the training) facts of a `kb.jsonl`:
+    the texts oracle copy episodes are built from."""
+    replies = []
+    for line in Path(kb_path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            if bool(record.get("held_out")) == held_out:
+                replies += [KB_ANSWER.format(opener=o, sentence=record["sentence"]) for o in REPLY_OPENERS]
+    return replies
+
+
 def kb_records(facts: Iterable[Fact]) -> Iterator[dict]:
     """Knowledge-base JSONL records: the KB provider reads `question` and `answer`.
 

@@ -62,31 +62,18 @@ def value_token_ids(tokenizer) -> set[int]:
     return {i for i, piece in enumerate(pieces) if piece in words}
 
 
-def measure(checkpoint: str | Path, shards: str | Path, samples: int = DEFAULT_SAMPLES) -> ValueTokenAccuracy:
-    """Score `checkpoint` on the first `samples` dialogues of `shards` (see module doc)."""
+def _score(model, batches, values, pad_id: int, text_only: bool) -> ValueTokenAccuracy:
+    """Greedy text accuracy over `batches` of `(codes, oracle)`, oracle on and all-PAD."""
     import torch
 
-    from kamevoice.frontend.loading import load_frontend
-    from kamevoice.oracle.timeline import OracleIds
-    from kamevoice.train.batches import ShardMix, collate, sample_options
-
-    frontend = load_frontend(checkpoint, device="cpu", load_codec=False)
-    model = frontend.model.float().eval()
-    values = torch.tensor(sorted(value_token_ids(frontend.tokenizer)))
-    ids = OracleIds(start=model.oracle_start_id, pad=model.oracle_pad_id)
-    mix = ShardMix([shards], ids, sample_options(None, model.dep_q, False, 0), 0)
-    delays = [model.delays[0], *model.delays[1 : 1 + model.dep_q]]
-    count = min(samples, len(mix))
     hits = {"on": [0, 0], "off": [0, 0]}  # value hits, all-token hits
     totals = [0, 0]
     with torch.no_grad():
-        for start in range(0, count, BATCH):
-            codes, oracle = collate([mix.sample(i, 0) for i in range(start, min(start + BATCH, count))],
-                                    ids.pad, delays)  # fmt: skip
+        for codes, oracle in batches:
             target = codes[:, 0]
             for mode in hits:
-                fed = oracle if mode == "on" else torch.full_like(oracle, ids.pad)
-                out = model(codes, oracle=fed)
+                fed = oracle if mode == "on" else torch.full_like(oracle, pad_id)
+                out = model(codes, oracle=fed, text_only=text_only)
                 right = out.text_logits[:, 0].argmax(-1) == target
                 text = out.text_mask[:, 0] & (target != model.existing_text_padding_id) & (target >= 0)
                 value = text & torch.isin(target, values)
@@ -100,42 +87,49 @@ def measure(checkpoint: str | Path, shards: str | Path, samples: int = DEFAULT_S
                               hits["on"][1] / n_text, hits["off"][1] / n_text)  # fmt: skip
 
 
+def _load(checkpoint: str | Path):
+    """The front-end's model (fp32, eval mode), tokenizer, oracle ids and value-token ids."""
+    import torch
+
+    from kamevoice.frontend.loading import load_frontend
+    from kamevoice.oracle.timeline import OracleIds
+
+    frontend = load_frontend(checkpoint, device="cpu", load_codec=False)
+    model = frontend.model.float().eval()
+    ids = OracleIds(start=model.oracle_start_id, pad=model.oracle_pad_id)
+    values = torch.tensor(sorted(value_token_ids(frontend.tokenizer)))
+    return model, frontend.tokenizer, ids, values
+
+
+def measure(checkpoint: str | Path, shards: str | Path, samples: int = DEFAULT_SAMPLES) -> ValueTokenAccuracy:
+    """Score `checkpoint` on the first `samples` dialogues of `shards` (see module doc)."""
+    from kamevoice.train.batches import ShardMix, collate, sample_options
+
+    model, _, ids, values = _load(checkpoint)
+    mix = ShardMix([shards], ids, sample_options(None, model.dep_q, False, 0), 0)
+    delays = [model.delays[0], *model.delays[1 : 1 + model.dep_q]]
+    count = min(samples, len(mix))
+    batches = (
+        collate([mix.sample(i, 0) for i in range(start, min(start + BATCH, count))], ids.pad, delays)
+        for start in range(0, count, BATCH)
+    )
+    return _score(model, batches, values, ids.pad, text_only=False)
+
+
 def measure_copy(
     checkpoint: str | Path, kb: str | Path, samples: int = DEFAULT_COPY_SAMPLES, seed: int = COPY_SEED
 ) -> ValueTokenAccuracy:
     """Score `checkpoint` on copy episodes over the held-out facts of knowledge base `kb` (a
     KAME-tiny `kb.jsonl`), every reply with every opener (see module doc)."""
-    import json
-
-    import torch
-
     from kamevoice.data.copy_episodes import CopyEpisodeOptions, CopyEpisodes
     from kamevoice.errors import InputError
-    from kamevoice.frontend.loading import load_frontend
-    from kamevoice.oracle.timeline import OracleIds
-    from kamevoice.tiny.knowledge import REPLY_OPENERS
+    from kamevoice.tiny.knowledge import fact_replies
     from kamevoice.train.batches import collate
 
-    records = [json.loads(line) for line in Path(kb).read_text(encoding="utf-8").splitlines() if line.strip()]
-    replies = [f"{o} {r['sentence']}" for r in records if r.get("held_out") for o in REPLY_OPENERS]
+    replies = fact_replies(Path(kb), held_out=True)
     if not replies:
         raise InputError(f"{kb}: no held-out facts to build copy episodes from")
-    frontend = load_frontend(checkpoint, device="cpu", load_codec=False)
-    model = frontend.model.float().eval()
-    ids = OracleIds(start=model.oracle_start_id, pad=model.oracle_pad_id)
-    episodes = CopyEpisodes(replies, frontend.tokenizer, ids, model.n_q, CopyEpisodeOptions(seed=seed))
-    values = torch.tensor(sorted(value_token_ids(frontend.tokenizer)))
-    codes, oracle = collate([episodes.sample(i) for i in range(samples)], ids.pad, [0] * (1 + model.dep_q))
-    target = codes[:, 0]
-    figures: dict[str, tuple[float, float]] = {}
-    with torch.no_grad():
-        for mode in ("on", "off"):
-            fed = oracle if mode == "on" else torch.full_like(oracle, ids.pad)
-            out = model(codes, oracle=fed, text_only=True)
-            right = out.text_logits[:, 0].argmax(-1) == target
-            words = out.text_mask[:, 0] & (target != model.existing_text_padding_id) & (target > 0)
-            value = words & torch.isin(target, values)
-            figures[mode] = (int((right & value).sum()) / max(1, int(value.sum())),
-                             int((right & words).sum()) / max(1, int(words.sum())))  # fmt: skip
-    count = int((out.text_mask[:, 0] & torch.isin(target, values)).sum())
-    return ValueTokenAccuracy(figures["on"][0], figures["off"][0], count, figures["on"][1], figures["off"][1])
+    model, tokenizer, ids, values = _load(checkpoint)
+    episodes = CopyEpisodes(replies, tokenizer, ids, model.n_q, CopyEpisodeOptions(seed=seed))
+    batch = collate([episodes.sample(i) for i in range(samples)], ids.pad, [0] * (1 + model.dep_q))
+    return _score(model, [batch], values, ids.pad, text_only=True)
