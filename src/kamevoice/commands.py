@@ -144,13 +144,7 @@ def run_file_command(args: argparse.Namespace) -> int:
     fs = settings.frontend
     apply_cpu_threads(fs.cpu_threads)
     frontend = load_frontend(checkpoint, device=args.device or fs.device, dtype=fs.dtype)
-    sampling = SamplingOptions(
-        greedy=fs.temperature == 0,
-        temperature=fs.temperature,
-        top_k=fs.top_k,
-        text_temperature=fs.text_temperature,
-        text_top_k=fs.text_top_k,
-    )
+    sampling = SamplingOptions.from_settings(fs, frontend.files.lm_gen_config)
     stt = llm = None
     if not args.no_oracle:
         stt = make_stt(settings.stt)

@@ -34,10 +34,16 @@ class FrontendSettings(Section):
     )
     device: str = Field("auto", description="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    temperature: float = Field(0.8, ge=0.0, description="audio sampling temperature (0 = greedy)")
-    top_k: int = Field(250, ge=0)
-    text_temperature: float = Field(0.7, ge=0.0)
-    text_top_k: int = Field(25, ge=0)
+    # The four sampling values: where left unset, the checkpoint's config.json `lm_gen_config`
+    # decides (`SamplingOptions.from_settings`), then these defaults (KAME.md's).
+    temperature: float = Field(
+        0.8, ge=0.0, description="audio sampling temperature (0 = greedy; unset: the checkpoint's, else 0.8)"
+    )
+    top_k: int = Field(250, ge=0, description="audio top-k (unset: the checkpoint's, else 250)")
+    text_temperature: float = Field(
+        0.7, ge=0.0, description="text sampling temperature (0 = greedy; unset: the checkpoint's, else 0.7)"
+    )
+    text_top_k: int = Field(25, ge=0, description="text top-k (unset: the checkpoint's, else 25)")
     seed: int = 42
     # A small model's step is as fast on one thread as on two, and the second thread costs CPU
     # that STT and other sessions need: KAME-tiny on 2 cores used 0.49-0.50 s of CPU a second of

@@ -196,3 +196,19 @@ def test_bad_inputs_are_named(model):
         gen.start()
         with pytest.raises(RuntimeError, match="busy"):
             gen.start()
+
+
+def test_sampling_reads_the_checkpoint_unless_the_settings_chose(monkeypatch):
+    from kamevoice.config import FrontendSettings, Settings
+
+    tiny = {"temp_text": 0.0, "top_k_text": 5}
+    plain = SamplingOptions.from_settings(FrontendSettings())
+    assert plain == SamplingOptions()  # no lm_gen_config: the settings' defaults, KAME.md's
+    from_checkpoint = SamplingOptions.from_settings(FrontendSettings(), tiny)
+    assert (from_checkpoint.text_temperature, from_checkpoint.text_top_k) == (0.0, 5)
+    assert (from_checkpoint.temperature, from_checkpoint.top_k, from_checkpoint.greedy) == (0.8, 250, False)
+    monkeypatch.setenv("KAMEVOICE_FRONTEND__TEXT_TEMPERATURE", "0.9")  # a user's choice wins
+    chosen = SamplingOptions.from_settings(Settings().frontend, tiny)
+    assert (chosen.text_temperature, chosen.text_top_k) == (0.9, 5)
+    greedy = SamplingOptions.from_settings(FrontendSettings(top_k=10), {"use_sampling": False, "top_k": 3})
+    assert greedy.greedy and (greedy.temperature, greedy.text_temperature, greedy.top_k) == (0.0, 0.0, 10)

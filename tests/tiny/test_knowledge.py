@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -11,11 +12,16 @@ from kamevoice.backend.llm.settings import KnowledgeSettings
 from kamevoice.data.dialogues import DialogueOptions, fields_for, make_script, read_qa_items
 from kamevoice.data.jobs import Item
 from kamevoice.tiny.knowledge import (
+    NAME_FIRST,
+    NAME_SECOND,
+    NAMES_PER_SHOP,
     QUESTIONS,
     REPLY_OPENERS,
     KnowledgeOptions,
+    catalogue_names,
     fact_replies,
     generate_facts,
+    novel_fact_replies,
     reply_text,
     write_knowledge,
 )
@@ -69,6 +75,25 @@ def test_fact_replies_split_held_out_from_training_facts(tmp_path):
         replies = held if record["held_out"] else trained
         assert [f"{o} {record['sentence']}" in replies for o in REPLY_OPENERS] == [True] * len(REPLY_OPENERS)
     assert not set(held) & set(trained)  # copy episodes for training never say a held-out fact
+
+
+def test_novel_fact_replies_never_name_a_catalogue_subject(tmp_path):
+    # 3000 facts use ~1100 of the 6400 names; 16000 novel facts (16 facts to 6 names) need more
+    # than the ~5300 left, so the free names are dealt twice, still never one of the catalogue's.
+    files = write_knowledge(tmp_path, KnowledgeOptions(facts=3000, seed=0), dialogues=10)
+    taken = catalogue_names(files.kb)
+    assert 1000 < len(taken) < 1200
+    replies = novel_fact_replies(files.kb, facts=16000, seed=0)
+    assert len(replies) == 16000 and len(set(replies)) > 15900
+    assert replies == novel_fact_replies(files.kb, facts=16000, seed=0)
+    assert replies[:100] != novel_fact_replies(files.kb, facts=100, seed=1)
+    pairs = set()
+    for reply in replies:
+        opener = next(o for o in REPLY_OPENERS if reply.startswith(o + " "))
+        words = reply.removeprefix(opener).lower().replace(".", "").split()
+        pairs |= {f"{a} {b}" for a, b in itertools.pairwise(words) if a in NAME_FIRST and b in NAME_SECOND}
+    assert len(pairs) > len(NAME_FIRST) * len(NAME_SECOND) - len(taken) - NAMES_PER_SHOP  # every free one
+    assert not pairs & taken
 
 
 @pytest.mark.parametrize("seed", [0, 1])

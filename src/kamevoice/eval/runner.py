@@ -209,13 +209,7 @@ def load_eval_frontend(state: dict, options: EvalOptions, settings):
         frontend = load_frontend(
             default_checkpoint(options.checkpoint), device=options.device, dtype=fs.dtype
         )
-        sampling = SamplingOptions(
-            greedy=fs.temperature == 0,
-            temperature=fs.temperature,
-            top_k=fs.top_k,
-            text_temperature=fs.text_temperature,
-            text_top_k=fs.text_top_k,
-        )
+        sampling = SamplingOptions.from_settings(fs, frontend.files.lm_gen_config)
         state["frontend"] = (frontend, sampling)
     return state["frontend"]
 

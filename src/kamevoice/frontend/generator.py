@@ -20,9 +20,10 @@ exactly as `KameLM.forward` passes it in the batch pass.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from moshi.models.lm import LMGen
@@ -35,6 +36,15 @@ from kamevoice.oracle.timeline import OracleIds, OracleTimeline
 _BEGIN, _FEED = "begin", "feed"
 
 
+# Sampling settings (`FrontendSettings` names) and the `lm_gen_config` keys (Moshi's) they read.
+_LM_GEN_NAMES = {
+    "temperature": "temp",
+    "top_k": "top_k",
+    "text_temperature": "temp_text",
+    "text_top_k": "top_k_text",
+}
+
+
 @dataclass(frozen=True)
 class SamplingOptions:
     """How tokens are drawn (KAME.md section 2 defaults)."""
@@ -44,6 +54,24 @@ class SamplingOptions:
     top_k: int = 250
     text_temperature: float = 0.7
     text_top_k: int = 25
+
+    @classmethod
+    def from_settings(cls, settings: Any, lm_gen_config: Mapping[str, Any] | None = None) -> SamplingOptions:
+        """The sampling of a front-end with `settings` (a `FrontendSettings`) and a checkpoint
+        whose config.json holds `lm_gen_config`: a value set in the settings (file, environment,
+        flag) wins; else the checkpoint's; else the settings' default. `use_sampling: false` in
+        the checkpoint means greedy for the values the settings leave unset. Temperature 0: greedy."""
+        gen = dict(lm_gen_config or {})
+        if gen.get("use_sampling") is False:
+            gen.update(temp=0.0, temp_text=0.0)
+        chosen = settings.model_fields_set
+        values = {
+            name: getattr(settings, name)
+            if name in chosen or key not in gen
+            else type(getattr(settings, name))(gen[key])
+            for name, key in _LM_GEN_NAMES.items()
+        }
+        return cls(greedy=values["temperature"] == 0, **values)
 
 
 @dataclass(frozen=True)

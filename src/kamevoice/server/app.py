@@ -107,18 +107,6 @@ def default_backend(settings: Settings) -> BackendFactories:
     return BackendFactories(stt=stt, llm=llm)
 
 
-def sampling_from(settings: Settings) -> SamplingOptions:
-    """The front-end's sampling settings as generator options (temperature 0: greedy)."""
-    fs = settings.frontend
-    return SamplingOptions(
-        greedy=fs.temperature == 0,
-        temperature=fs.temperature,
-        top_k=fs.top_k,
-        text_temperature=fs.text_temperature,
-        text_top_k=fs.text_top_k,
-    )
-
-
 class KameServer:
     """Serves conversations with one front-end model."""
 
@@ -144,7 +132,8 @@ class KameServer:
             frontend.codec,
             EngineOptions(
                 max_sessions=self.server_settings.max_sessions,
-                sampling=sampling or sampling_from(settings),
+                sampling=sampling
+                or SamplingOptions.from_settings(settings.frontend, frontend.files.lm_gen_config),
                 paced=not self.server_settings.lockstep,
             ),
         )

@@ -22,6 +22,7 @@ held-out facts (never heard in training; for evaluating knowledge injection).
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections.abc import Iterable, Iterator
@@ -61,6 +62,8 @@ PRODUCT_KINDS = ("lamp", "kettle", "jacket", "chair", "blender", "backpack", "cl
 # Products per shop: each shop gives one opening-hours fact and three facts per product,
 # so a shop holds 1 + 3 x 5 = 16 facts.
 PRODUCTS_PER_SHOP = 5
+# Names one shop's facts use: the shop's and its products'.
+NAMES_PER_SHOP = 1 + PRODUCTS_PER_SHOP
 # Share of facts held out of the training dialogues (asked only at evaluation).
 HELD_OUT_SHARE = 0.1
 # Letters of product codes: ones espeak-ng says distinctly as letter names.
@@ -232,6 +235,41 @@ def fact_replies(kb_path: Path, held_out: bool) -> list[str]:
             if bool(record.get("held_out")) == held_out:
                 replies += [KB_ANSWER.format(opener=o, sentence=record["sentence"]) for o in REPLY_OPENERS]
     return replies
+
+
+def catalogue_names(kb_path: Path) -> set[str]:
+    """The two-word names (lower case, "amber falcon") that a `kb.jsonl`'s sentences use."""
+    first, second = set(NAME_FIRST), set(NAME_SECOND)
+    names = set()
+    for line in Path(kb_path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            words = json.loads(line)["sentence"].lower().replace(".", "").split()
+            names |= {f"{a} {b}" for a, b in itertools.pairwise(words) if a in first and b in second}
+    return names
+
+
+def novel_fact_replies(kb_path: Path, facts: int, seed: int) -> list[str]:
+    """Replies, each with a seeded opener, stating `facts` invented facts about names the
+    knowledge base at `kb_path` never uses: for oracle copy episodes only.
+
+    A tiny model can memorise the training facts' names well enough to say them without looking
+    at the oracle, and then, on a held-out fact, says a name it knows (the shipped model of
+    session 3 said 7% of the held-out answers' name words). On names no knowledge base fact
+    uses, paired with random values, copying from the oracle is the only way to be right.
+    """
+    rng = random.Random(f"kame-tiny-novel:{seed}")
+    taken = catalogue_names(kb_path)
+    names = _Names(rng)
+    replies: list[str] = []
+    shop = 0
+    while len(replies) < facts:
+        if len(names.used | taken) + NAMES_PER_SHOP > len(NAME_FIRST) * len(NAME_SECOND):
+            names = _Names(rng)  # every free name was used once: deal them again, with new facts
+        names.used |= taken
+        for fact in _shop_facts(shop, rng, names):
+            replies.append(reply_text(fact, rng.choice(REPLY_OPENERS)))
+        shop += 1
+    return replies[:facts]
 
 
 def kb_records(facts: Iterable[Fact]) -> Iterator[dict]:
