@@ -111,6 +111,19 @@ async def test_debounce_waits_for_the_transcript_to_settle(sink):
     assert llm.calls[0][0] - last_change == pytest.approx(0.2, abs=0.08)
 
 
+async def test_a_final_result_starts_without_the_debounce(sink):
+    llm = ScriptedLLM()
+    sched, log = make(llm, sink, debounce_s=0.3, max_wait_s=2.0)
+    sched.on_transcript("so what time", False)
+    await asyncio.sleep(0.05)  # due (growth), waiting for the debounce
+    t = log.clock.now()
+    sched.on_transcript("so what time do you open", True)
+    await sched.wait_idle()
+    (request,) = log.of_kind("llm_request")
+    assert request["reason"] == "final" and request["t"] - t < 0.05
+    assert llm.calls[0][1][-1].content == "so what time do you open"
+
+
 async def test_debounce_never_delays_a_due_request_beyond_max_wait(sink):
     llm = ScriptedLLM()
     sched, log = make(llm, sink, debounce_s=0.2, max_wait_s=0.3)
@@ -296,7 +309,7 @@ async def test_first_token_latency_is_measured_from_the_change_and_the_start(sin
     await sched.wait_idle()
     (first,) = log.of_kind("llm_first_token")
     assert first["from_start_s"] == pytest.approx(0.2, abs=0.06)
-    assert first["from_change_s"] == pytest.approx(0.5 + 0.1 + 0.2, abs=0.08)
+    assert first["from_change_s"] == pytest.approx(0.5 + 0.2, abs=0.08)  # a final skips the debounce
     (done,) = log.of_kind("llm_done")
     assert done["deltas"] == 4 and done["words"] == 4
 

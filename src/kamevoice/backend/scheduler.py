@@ -11,6 +11,9 @@ Policy (every number is a `SchedulerSettings` field):
    since the last start, or a non-empty final result arrived.
 2. A due request waits `debounce_s` for the transcript to settle (each new
    change restarts the wait), but never more than `max_wait_s` after it fell due.
+   A final result starts at once: the utterance has ended (the endpointer waited
+   for silence already), so nothing is left to settle, and every frame of delay
+   is one more frame the front-end speaks without the answer.
 3. At most `rate_limit_starts` starts per `rate_limit_window_s`; a start over
    the cap is deferred, not dropped.
 4. At most `max_in_flight` requests run; a new one cancels the oldest.
@@ -85,7 +88,11 @@ class SchedulerSettings(Section):
     """The policy that turns transcripts into LLM requests (defaults follow the published KAME)."""
 
     min_new_words: int = Field(2, ge=1, description="user words added since the last start that trigger one")
-    debounce_s: float = Field(0.15, ge=0.0, description="quiet time before a due request starts")
+    debounce_s: float = Field(
+        0.15,
+        ge=0.0,
+        description="quiet time before a request due to partials starts (a final starts at once)",
+    )
     # The published server checked every 0.5 s; waiting longer than that is worse than it.
     max_wait_s: float = Field(0.5, ge=0.0, description="longest delay of a due request by the debounce")
     rate_limit_starts: int = Field(5, ge=1)
@@ -182,7 +189,8 @@ class OracleScheduler:
             if reason == "final":
                 self._due.reason = "final"
         s = self.settings
-        self._schedule(self._due, now, min(now + s.debounce_s, self._due.since + s.max_wait_s))
+        settled = now if reason == "final" else min(now + s.debounce_s, self._due.since + s.max_wait_s)
+        self._schedule(self._due, now, settled)
 
     def on_assistant_text(self, text: str) -> None:
         """A piece of what the front-end said (SentencePiece, `▁` marks word starts)."""
