@@ -53,9 +53,9 @@ def test_kame_tiny_answers_held_out_questions_in_the_form_its_oracle_asks_for(tm
 
 def test_kame_tiny_copies_held_out_facts_from_its_oracle(capsys):
     """Teacher-forced, on copy episodes over the held-out facts: the answers' number words and code
-    letters come from the oracle (measured 0.82 with it, 0.13 without, 226 value tokens)."""
+    letters come from the oracle (measured 0.90 with it, 0.09 without, 226 value tokens)."""
     assert main(["tiny", "value-tokens", str(tiny_checkpoint())]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["scored_on"] == "copy episodes" and figures["value_tokens"] >= 100
-    assert figures["value_token_accuracy_oracle"] >= 0.6
-    assert figures["value_token_accuracy_no_oracle"] <= 0.3
+    assert figures["value_token_accuracy_oracle"] >= 0.75
+    assert figures["value_token_accuracy_no_oracle"] <= 0.25
