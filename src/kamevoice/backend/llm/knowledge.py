@@ -16,7 +16,6 @@ File formats:
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib.util
 import json
 import re
@@ -41,7 +40,6 @@ AUTO_CHARGRAM_OOV_SHARE = 0.25
 # encoder's index of 6000 entries took ~4 minutes to build on a 2-core CPU.
 AUTO_CHARGRAM_MIN_ENTRIES = 1000
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_ALT_PRONUNCIATION = re.compile(r"\(\d+\)$")
 
 
 @dataclass(frozen=True)
@@ -179,17 +177,12 @@ def out_of_vocabulary_share(entries: list[Entry]) -> float:
     return unknown / len(entries)
 
 
-@functools.cache
-def _stt_vocabulary() -> frozenset[str]:
-    """The words of PocketSphinx's en-US dictionary (empty when the wheel lacks it)."""
-    from kamevoice.backend.stt.sphinx import default_dictionary
+def _stt_vocabulary() -> dict[str, str]:
+    """The words of PocketSphinx's en-US dictionary, with their pronunciations (empty when the
+    wheel lacks it)."""
+    from kamevoice.backend.llm.chargram import pronunciations
 
-    try:
-        with open(default_dictionary(), encoding="utf-8") as f:
-            heads = (line.split(maxsplit=1)[0] for line in f if line.strip())
-            return frozenset(_ALT_PRONUNCIATION.sub("", head) for head in heads)
-    except (OSError, ImportError):
-        return frozenset()
+    return pronunciations()
 
 
 def parse_markdown(text: str, path: Path) -> list[Entry]:
