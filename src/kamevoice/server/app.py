@@ -69,6 +69,9 @@ class BackendFactories:
 
     stt: Callable[[EventLog], Any] | None
     llm: Callable[[], Any] | None
+    # Run once on a worker thread before the server listens: shared indexes are built then, not
+    # on the first conversation's first question (KAME-tiny's catalogue: ~3 s of CPU).
+    prepare: Callable[[], None] | None = None
 
 
 # STT providers that compute in this machine's CPU (the hosted ones only wait on the network).
@@ -85,17 +88,26 @@ def default_backend(settings: Settings) -> BackendFactories:
     shared: dict[str, Any] = {}
     lock = threading.Lock()  # providers are built on worker threads; load the index once
 
-    def llm() -> Any:
-        if settings.llm.provider != "knowledge":
-            return make_llm(settings.llm)
+    def knowledge_base() -> Any:
         # Each conversation gets its own provider; the read-only index (and its sentence encoder,
         # ~400 MB) is loaded once and shared, or memory would grow by that much per session.
-        from kamevoice.backend.llm.knowledge import KnowledgeBase, KnowledgeProvider
+        from kamevoice.backend.llm.knowledge import KnowledgeBase
 
         with lock:
             if "kb" not in shared:
                 shared["kb"] = KnowledgeBase.load(settings.llm.knowledge)
-        return KnowledgeProvider(settings.llm.knowledge, kb=shared["kb"])
+        return shared["kb"]
+
+    def llm() -> Any:
+        if settings.llm.provider != "knowledge":
+            return make_llm(settings.llm)
+        from kamevoice.backend.llm.knowledge import KnowledgeProvider
+
+        return KnowledgeProvider(settings.llm.knowledge, kb=knowledge_base())
+
+    def prepare() -> None:
+        if settings.llm.provider == "knowledge":
+            knowledge_base()
 
     def stt(events: EventLog) -> Any:
         if settings.server.stt_process and settings.stt.provider in LOCAL_STT_PROVIDERS:
@@ -104,7 +116,7 @@ def default_backend(settings: Settings) -> BackendFactories:
             return ProcessSTT(settings.stt, events=events, clock=events.clock)
         return make_stt(settings.stt, events=events, clock=events.clock)
 
-    return BackendFactories(stt=stt, llm=llm)
+    return BackendFactories(stt=stt, llm=llm, prepare=prepare)
 
 
 class KameServer:
@@ -150,7 +162,10 @@ class KameServer:
     # -- lifetime -----------------------------------------------------------------------------------
 
     async def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
-        """Start the engine thread and listen; returns the bound (host, port)."""
+        """Prepare the back-end (its knowledge base's index), start the engine thread and listen;
+        returns the bound (host, port). A knowledge base that cannot be loaded fails here."""
+        if self.backend.prepare is not None:
+            await asyncio.to_thread(self.backend.prepare)
         self.engine.start()
         self._started_at = time.monotonic()
         self._poller = asyncio.create_task(self._poll(), name="kamevoice-server-poll")
