@@ -120,6 +120,9 @@ def test_encoder_reads_a_short_window_for_a_short_turn_and_all_of_a_long_file(
     long_audio = np.concatenate(clips * 5)  # ~55 s: two full windows, nothing cut
     long = decode(model, long_audio, 0.0, settings)
     assert len(seen) >= 2 and set(seen) == {FULL_WINDOW_FRAMES}
+    seen.clear()
+    list(model.transcribe(clips[3], language="en")[0])  # not through `decode`: length unknown
+    assert seen and set(seen) == {FULL_WINDOW_FRAMES}
     assert long[-1].end > len(long_audio) / 16000 - 3.0
     assert wer(" ".join(u.text for u in flite_speech * 5), " ".join(w.word for w in long)) <= FLITE_MAX_WER
 

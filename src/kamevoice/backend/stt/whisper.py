@@ -40,15 +40,17 @@ _PUNCT = re.compile(r"[^\w']+")
 # Whisper's own silence rule: a segment it thinks is probably not speech and decodes with low
 # confidence is dropped (tiny models otherwise "hear" 'you' or 'Thank you.' in a cough or a click).
 NO_SPEECH_PROB = 0.6
+LOW_AVG_LOGPROB = -1.0
 # Whisper's input (at ENGINE_RATE, 16 kHz): 100 mel frames a second, 3000 frames (30 s) a window.
 FRAMES_PER_S, FULL_WINDOW_FRAMES = 100, 3000
 # Frames of padding a shortened window keeps after the audio (the encoder saw silence after
 # speech in training; audio that fills its window to the end was never seen).
 WINDOW_MARGIN_FRAMES = 200
-# How many mel frames the audio being decoded has (set per decode; a context variable, so
-# threads and tasks that share a model never see each other's).
-_CONTENT_FRAMES: contextvars.ContextVar[int] = contextvars.ContextVar("whisper_content_frames", default=0)
-LOW_AVG_LOGPROB = -1.0
+# How many mel frames the audio being decoded has (set for the time of a `decode`; a context
+# variable, so threads and tasks that share a model never see each other's). Unknown: a full window.
+_CONTENT_FRAMES: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "whisper_content_frames", default=FULL_WINDOW_FRAMES
+)
 
 
 def default_model_path() -> Path:
@@ -102,25 +104,30 @@ def windowed_model(base: type) -> type:
 
 def decode(model: Any, audio: np.ndarray, offset: float, settings: WhisperSettings) -> list[Word]:
     """Transcribe one window (blocking); word times shifted by `offset` seconds."""
-    _CONTENT_FRAMES.set(-(-len(audio) * FRAMES_PER_S // ENGINE_RATE))
-    segments, _ = model.transcribe(
-        audio,
-        language=settings.language,
-        beam_size=settings.beam_size,
-        temperature=list(settings.temperatures),
-        word_timestamps=True,
-        condition_on_previous_text=False,
-        vad_filter=False,
-    )
-    words = []
-    for seg in segments:
-        if seg.no_speech_prob > NO_SPEECH_PROB and seg.avg_logprob < LOW_AVG_LOGPROB:
-            continue
-        for w in seg.words or ():
-            text = w.word.strip()
-            if text:
-                words.append(Word(text, round(offset + float(w.start), 3), round(offset + float(w.end), 3)))
-    return words
+    length = _CONTENT_FRAMES.set(-(-len(audio) * FRAMES_PER_S // ENGINE_RATE))
+    try:
+        segments, _ = model.transcribe(
+            audio,
+            language=settings.language,
+            beam_size=settings.beam_size,
+            temperature=list(settings.temperatures),
+            word_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        words = []
+        for seg in segments:  # decoded as they are read: the audio's length must still be set
+            if seg.no_speech_prob > NO_SPEECH_PROB and seg.avg_logprob < LOW_AVG_LOGPROB:
+                continue
+            for w in seg.words or ():
+                text = w.word.strip()
+                if text:
+                    words.append(
+                        Word(text, round(offset + float(w.start), 3), round(offset + float(w.end), 3))
+                    )
+        return words
+    finally:
+        _CONTENT_FRAMES.reset(length)
 
 
 def _key(word: Word) -> str:
