@@ -10,8 +10,9 @@ Stages, each recorded in `OUT/stages.json` when finished (a rerun skips it):
 6. `init`       random-weight tiny LM + tokenizer + codec2 -> `init/` (published layout)
 7. `shards`     Codec 2 tokens and aligned text -> `shards/{train,valid}`
 8. `train`      `kamevoice.train` for at most `train_minutes` -> `train/checkpoints/step-N`:
-                oracle copy episodes over the training facts' replies and as many
-                novel facts' first (`knowledge/copy_replies.txt`), then the dialogues with copy steps mixed in
+                oracle copy episodes first (`knowledge/copy_replies.txt`: the training
+                facts' replies and as many about novel facts), then the dialogues with
+                copy steps mixed in
 9. `publish`    the last checkpoint, codec2 named, size-checked -> `checkpoint/`
 
 Validation dialogues ask held-out facts (never asked in training). The data stages run

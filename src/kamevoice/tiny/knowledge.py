@@ -225,26 +225,31 @@ def reply_text(fact: Fact, opener: str = REPLY_OPENERS[0]) -> str:
     return KB_ANSWER.format(opener=opener, sentence=fact.sentence)
 
 
+def _kb_file_records(kb_path: Path) -> Iterator[dict]:
+    """The records of a `kb.jsonl` (blank lines skipped)."""
+    for line in Path(kb_path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            yield json.loads(line)
+
+
 def fact_replies(kb_path: Path, held_out: bool) -> list[str]:
     """Every reply, with every opener, to the held-out (or the training) facts of a `kb.jsonl`:
     the texts oracle copy episodes are built from."""
-    replies = []
-    for line in Path(kb_path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            record = json.loads(line)
-            if bool(record.get("held_out")) == held_out:
-                replies += [KB_ANSWER.format(opener=o, sentence=record["sentence"]) for o in REPLY_OPENERS]
-    return replies
+    return [
+        KB_ANSWER.format(opener=o, sentence=r["sentence"])
+        for r in _kb_file_records(kb_path)
+        if bool(r.get("held_out")) == held_out
+        for o in REPLY_OPENERS
+    ]
 
 
 def catalogue_names(kb_path: Path) -> set[str]:
     """The two-word names (lower case, "amber falcon") that a `kb.jsonl`'s sentences use."""
     first, second = set(NAME_FIRST), set(NAME_SECOND)
     names = set()
-    for line in Path(kb_path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            words = json.loads(line)["sentence"].lower().replace(".", "").split()
-            names |= {f"{a} {b}" for a, b in itertools.pairwise(words) if a in first and b in second}
+    for record in _kb_file_records(kb_path):
+        words = record["sentence"].lower().replace(".", "").split()
+        names |= {f"{a} {b}" for a, b in itertools.pairwise(words) if a in first and b in second}
     return names
 
 

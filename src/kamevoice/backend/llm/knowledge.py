@@ -167,7 +167,9 @@ def out_of_vocabulary_share(entries: list[Entry]) -> float:
     Whisper's vocabulary is open, but a word it never saw comes back respelled just the same.
     Entries without a question are judged by their answer.
     """
-    vocabulary = _stt_vocabulary()
+    from kamevoice.backend.llm.chargram import pronunciations
+
+    vocabulary = pronunciations()  # CMUdict's words (empty when the wheel lacks it)
     if not vocabulary:
         return 0.0
     unknown = 0
@@ -175,14 +177,6 @@ def out_of_vocabulary_share(entries: list[Entry]) -> float:
         words = _WORD.findall((e.question or e.answer).lower())
         unknown += any(w not in vocabulary for w in words if not w.isdigit())
     return unknown / len(entries)
-
-
-def _stt_vocabulary() -> dict[str, str]:
-    """The words of PocketSphinx's en-US dictionary, with their pronunciations (empty when the
-    wheel lacks it)."""
-    from kamevoice.backend.llm.chargram import pronunciations
-
-    return pronunciations()
 
 
 def parse_markdown(text: str, path: Path) -> list[Entry]:
