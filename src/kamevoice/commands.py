@@ -144,7 +144,7 @@ def run_file_command(args: argparse.Namespace) -> int:
     fs = settings.frontend
     apply_cpu_threads(fs.cpu_threads)
     frontend = load_frontend(checkpoint, device=args.device or fs.device, dtype=fs.dtype)
-    sampling = SamplingOptions.from_settings(fs, frontend.files.lm_gen_config)
+    sampling = SamplingOptions.from_settings(fs, frontend.files.lm_gen_config, frontend.files.extra)
     stt = llm = None
     if not args.no_oracle:
         stt = make_stt(settings.stt)

@@ -44,6 +44,12 @@ class FrontendSettings(Section):
         0.7, ge=0.0, description="text sampling temperature (0 = greedy; unset: the checkpoint's, else 0.7)"
     )
     text_top_k: int = Field(25, ge=0, description="text top-k (unset: the checkpoint's, else 25)")
+    oracle_follow_bias: float = Field(
+        0.0,
+        ge=0.0,
+        description="logit bias toward the oracle's next piece when the model speaks (0: off; unset: "
+        "the checkpoint's `kamevoice.oracle_follow_bias`, else 0); see kamevoice.frontend.oracle_follow",
+    )
     seed: int = 42
     # A small model's step is as fast on one thread as on two, and the second thread costs CPU
     # that STT and other sessions need: KAME-tiny on 2 cores used 0.49-0.50 s of CPU a second of

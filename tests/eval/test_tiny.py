@@ -41,8 +41,9 @@ def test_key_word_scoring(reply, keys, found):
 def test_conditions_and_voices():
     names = [c.name for c in parse_conditions("live,no-oracle,delay-0.5,delay-1,delay-2.0")]
     assert names == ["live", "no-oracle", "delay-0.5", "delay-1", "delay-2"]
-    live, off, late = parse_conditions("live,no-oracle,delay-1")
+    live, off, late, unfollowed = parse_conditions("live,no-oracle,delay-1,live-no-follow")
     assert live.oracle and not off.oracle and late.oracle and late.delay_s == 1.0
+    assert live.follow and late.follow and unfollowed.oracle and not unfollowed.follow
     for bad in ("delay-x", "delay-0", "oracle", ""):
         with pytest.raises(ConfigError):
             parse_conditions(bad)
@@ -102,12 +103,13 @@ def test_eval_tiny_end_to_end_and_resumable(toy, tmp_path, capsys):
     assert record["scores"]["text"] == score_keywords(record["monologue"], question.key_words).as_dict()
 
     # A rerun reuses both sessions; a new condition runs only its own.
-    assert main(_args(toy, out, "--conditions", "live,no-oracle,delay-1")) == 0
+    assert main(_args(toy, out, "--conditions", "live,no-oracle,delay-1,live-no-follow")) == 0
     text = capsys.readouterr().out
-    assert "sessions: 1 run, 2 reused" in text and "| delay-1 |" in text
+    assert "sessions: 2 run, 2 reused" in text and "| delay-1 |" in text and "| live-no-follow |" in text
     results = json.loads((out / "results.json").read_text())
     assert results["conditions"]["delay-1"]["oracle_delay_s"] == 1.0
-    assert len(results["per_question"]) == 3
+    assert results["text_keyword_accuracy_oracle_no_follow"] is not None
+    assert len(results["per_question"]) == 4
 
 
 def test_reply_words_are_the_expected_reply_after_its_opener():

@@ -212,3 +212,17 @@ def test_sampling_reads_the_checkpoint_unless_the_settings_chose(monkeypatch):
     assert (chosen.text_temperature, chosen.text_top_k) == (0.9, 5)
     greedy = SamplingOptions.from_settings(FrontendSettings(top_k=10), {"use_sampling": False, "top_k": 3})
     assert greedy.greedy and (greedy.temperature, greedy.text_temperature, greedy.top_k) == (0.0, 0.0, 10)
+
+
+def test_oracle_following_reads_the_checkpoints_section_unless_the_settings_chose(monkeypatch):
+    from kamevoice.config import FrontendSettings, Settings
+    from kamevoice.errors import ConfigError
+
+    assert SamplingOptions.from_settings(FrontendSettings()).oracle_follow_bias == 0.0  # off by default
+    tiny = {"codec": "codec2", "oracle_follow_bias": 4}
+    assert SamplingOptions.from_settings(FrontendSettings(), {}, tiny).oracle_follow_bias == 4.0
+    monkeypatch.setenv("KAMEVOICE_FRONTEND__ORACLE_FOLLOW_BIAS", "0")  # a user's choice wins: off
+    assert SamplingOptions.from_settings(Settings().frontend, {}, tiny).oracle_follow_bias == 0.0
+    for bad in ("4", -1, True):
+        with pytest.raises(ConfigError, match="oracle_follow_bias"):
+            SamplingOptions.from_settings(FrontendSettings(), {}, {"oracle_follow_bias": bad})

@@ -209,7 +209,7 @@ def load_eval_frontend(state: dict, options: EvalOptions, settings):
         frontend = load_frontend(
             default_checkpoint(options.checkpoint), device=options.device, dtype=fs.dtype
         )
-        sampling = SamplingOptions.from_settings(fs, frontend.files.lm_gen_config)
+        sampling = SamplingOptions.from_settings(fs, frontend.files.lm_gen_config, frontend.files.extra)
         state["frontend"] = (frontend, sampling)
     return state["frontend"]
 

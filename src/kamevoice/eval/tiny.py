@@ -10,6 +10,9 @@ played through file mode on the virtual clock once per *condition*:
 
 - `live`: the knowledge-base back-end over the KB, as served (STT -> scheduler -> oracle);
 - `no-oracle`: the front-end alone (no STT, no LLM: the oracle stream stays PAD);
+- `live-no-follow`: `live` with the oracle-following decoding policy off
+  (`kamevoice.frontend.oracle_follow`; KAME-tiny's checkpoint turns it on): what the
+  network alone makes of its oracle;
 - `delay-D`: the live back-end with its time to first token D seconds longer, so
   its oracle reaches the front-end about D s later than live (the report shows the
   measured median of the first oracle piece per condition). This is the KB
@@ -36,7 +39,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from kamevoice.errors import ConfigError
@@ -46,22 +49,29 @@ from kamevoice.eval.store import append_run, fingerprint, read_json, write_json
 
 # Bump when the record layout changes, so stored sessions are recomputed.
 RECORD_VERSION = 2
-DEFAULT_CONDITIONS = "live,no-oracle,delay-0.5,delay-1,delay-2"
+DEFAULT_CONDITIONS = "live,no-oracle,live-no-follow,delay-0.5,delay-1,delay-2"
 DEFAULT_LIMIT = 40
 # Targets of the issue (text-stream accuracy with the live oracle, and without any).
 TARGET_ORACLE = 0.6
 TARGET_NO_ORACLE = 0.1
 # Speaking rates the questions are synthesised at (one per question, from its id).
 RATES = (0.9, 1.0, 1.1)
+# Silence after each question for the reply. The longest replies (a price with cents after
+# "Sure, let me look.") end 6.0 s after the question at KAME-tiny's pace: a 6 s window cut 8 of
+# 60 replies mid-sentence; 9 s holds them with a margin.
+REPLY_WINDOW_S = 9.0
 
 
 @dataclass(frozen=True)
 class Condition:
-    """How the back-end takes part: not at all, live, or live with the oracle `delay_s` later."""
+    """How the back-end takes part: not at all, live, or live with the oracle `delay_s` later;
+    `follow`: the front-end's oracle-following policy as the checkpoint and settings ask (True)
+    or off (False)."""
 
     name: str
     oracle: bool
     delay_s: float = 0.0
+    follow: bool = True
 
 
 def parse_conditions(text: str = DEFAULT_CONDITIONS) -> tuple[Condition, ...]:
@@ -70,6 +80,8 @@ def parse_conditions(text: str = DEFAULT_CONDITIONS) -> tuple[Condition, ...]:
     for name in (c.strip() for c in text.split(",") if c.strip()):
         if name == "live":
             out[name] = Condition(name, True)
+        elif name == "live-no-follow":
+            out[name] = Condition(name, True, follow=False)
         elif name == "no-oracle":
             out[name] = Condition(name, False)
         elif name.startswith("delay-"):
@@ -81,7 +93,9 @@ def parse_conditions(text: str = DEFAULT_CONDITIONS) -> tuple[Condition, ...]:
                 raise ConfigError(f"--conditions: {name!r}: the delay must be positive")
             out[f"delay-{delay:g}"] = Condition(f"delay-{delay:g}", True, delay)
         else:
-            raise ConfigError(f"--conditions: unknown condition {name!r} (live, no-oracle, delay-SECONDS)")
+            raise ConfigError(
+                f"--conditions: unknown condition {name!r} (live, no-oracle, live-no-follow, delay-SECONDS)"
+            )
     if not out:
         raise ConfigError("--conditions: give at least one condition")
     return tuple(out.values())
@@ -136,7 +150,7 @@ class TinyEvalOptions:
     conditions: tuple[Condition, ...] = parse_conditions()
     device: str = "auto"
     seed: int = 42
-    reply_window_s: float = 6.0
+    reply_window_s: float = REPLY_WINDOW_S
     transcribe: bool = True  # the audio view: STT over the front-end's audio
     save_audio: bool = False  # a stereo WAV per session
     progress: bool = True
@@ -263,6 +277,8 @@ def _one_session(condition, question, options: TinyEvalOptions, settings, state:
     layout = LayoutOptions(voice=voice, rate=rate, reply_window_s=options.reply_window_s)
     spoken = speak_session(Question(0, "tiny", (question.question,)), layout, engine=state["tts"])
     frontend, sampling = _frontend(state, options, settings)
+    if not condition.follow:
+        sampling = replace(sampling, oracle_follow_bias=0.0)
     spec = SystemSpec(condition.name, "frontend", oracle=condition.oracle)
     run = RunOptions(seed=options.seed, transcribe=options.transcribe, save_audio=options.save_audio)
     session = run_frontend_session(spec, frontend, spoken, csettings, sampling, run, folder)
@@ -378,6 +394,10 @@ def aggregate(questions, records: dict[str, list[dict]], options: TinyEvalOption
             / max(1, len(recs)),
             "audio": _view_summary([r["scores"]["audio"] for r in recs]),
             "backend_oracle": _view_summary([r["scores"]["oracle"] for r in recs]),
+            # The front-end's own part: its text where the back-end's final oracle held the fact.
+            "text_given_right_oracle": _view_summary(
+                [r["scores"]["text"] for r in recs if (r["scores"]["oracle"] or {}).get("answered")]
+            ),
             "reply_latency": latency_summary([r.get("latency_s") for r in recs]),
             "first_oracle_piece": latency_summary([r.get("first_oracle_piece_s") for r in recs]),
             "final_oracle_arrival": latency_summary([r.get("first_content_word_s") for r in recs]),
@@ -400,6 +420,8 @@ def aggregate(questions, records: dict[str, list[dict]], options: TinyEvalOption
         "text_keyword_accuracy_no_oracle": no_oracle,
         "audio_keyword_accuracy_oracle": figure("live", "audio"),
         "audio_keyword_accuracy_no_oracle": figure("no-oracle", "audio"),
+        # The same live back-end, the oracle-following decoding policy off: the network alone.
+        "text_keyword_accuracy_oracle_no_follow": figure("live-no-follow", "text"),
         # Finer than all-or-nothing: share of the expected reply's words (kind, name, value) found.
         "text_reply_word_share_oracle": share("live"),
         "text_reply_word_share_no_oracle": share("no-oracle"),

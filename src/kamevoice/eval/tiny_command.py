@@ -10,13 +10,14 @@ from pathlib import Path
 
 def register_tiny(group: argparse._SubParsersAction) -> None:
     """Add `tiny` to the `eval` group (nothing heavy is imported here)."""
-    from kamevoice.eval.tiny import DEFAULT_CONDITIONS, DEFAULT_LIMIT
+    from kamevoice.eval.tiny import DEFAULT_CONDITIONS, DEFAULT_LIMIT, REPLY_WINDOW_S
 
     p = group.add_parser(
         "tiny",
         help="KAME-tiny knowledge injection: held-out spoken questions with/without/delayed oracle",
         description="Synthesise held-out questions (facts never asked in training dialogues), play each "
-        "through file mode per condition (live back-end over the KB, no oracle, oracle delayed D s) and "
+        "through file mode per condition (live back-end over the KB, no oracle, live without the oracle-"
+        "following decoding policy, oracle delayed D s) and "
         "score the replies: every key word of the answer in the inner-monologue text, and in an STT "
         "transcript of the audio. Writes results.json, table.md, accuracy.png, config.json. Resumable.",
     )
@@ -25,13 +26,15 @@ def register_tiny(group: argparse._SubParsersAction) -> None:
     p.add_argument("--questions", help="held-out QA JSONL (default: the embedded held-out questions)")
     p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="first N questions (default %(default)s)")
     p.add_argument("--conditions", default=DEFAULT_CONDITIONS,
-                   help="comma list of live, no-oracle, delay-SECONDS (default %(default)s)")  # fmt: skip
+                   help="comma list of live, no-oracle, live-no-follow, delay-SECONDS "
+                        "(default %(default)s)")  # fmt: skip
     p.add_argument("--out", default="tiny-eval", help="output folder (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
     p.add_argument("--seed", type=int, default=None, help="sampling seed (default: settings frontend.seed)")
     p.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
-    p.add_argument("--reply-window", type=float, default=6.0,
-                   help="seconds of silence after each question for the reply (default 6)")  # fmt: skip
+    p.add_argument("--reply-window", type=float, default=REPLY_WINDOW_S,
+                   help="seconds of silence after each question for the reply "
+                        "(default %(default)s)")  # fmt: skip
     p.add_argument("--no-stt-view", action="store_true", help="do not transcribe the front-end's audio")
     p.add_argument("--save-audio", action="store_true", help="write a stereo WAV per session")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

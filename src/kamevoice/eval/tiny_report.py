@@ -32,11 +32,20 @@ def headline(results: dict) -> list[str]:
         met = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
         shown = "-" if value is None else f"{value:.1%}"
         lines.append(f"- `{name}`: {shown} (target {bound}: {met})")
-    for name in ("text_reply_word_share_oracle", "text_reply_word_share_no_oracle",
+    for name in ("text_keyword_accuracy_oracle_no_follow",
+                 "text_reply_word_share_oracle", "text_reply_word_share_no_oracle",
                  "text_reply_kind_accuracy_oracle", "text_reply_kind_accuracy_no_oracle"):  # fmt: skip
         if results.get(name) is not None:
             lines.append(f"- `{name}`: {results[name]:.1%}")
     return lines
+
+
+def _given(cell: dict | None) -> str:
+    """'11/26 (42%)': answered questions among those whose final oracle held the fact."""
+    if not cell:
+        return "-"
+    answered = round(cell["accuracy"] * cell["questions"])
+    return f"{answered}/{cell['questions']} ({cell['accuracy']:.0%})"
 
 
 def markdown_table(results: dict) -> str:
@@ -55,9 +64,10 @@ def markdown_table(results: dict) -> str:
         "",
         "| condition | text accuracy | text key words | text reply words | text reply kind "
         "| audio accuracy | audio key words "
-        "| back-end oracle accuracy | median reply latency | median first oracle piece "
+        "| back-end oracle accuracy | text accuracy where the oracle was right "
+        "| median reply latency | median first oracle piece "
         "| median final oracle arrival | s / session |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, c in results["conditions"].items():
         lat = c["reply_latency"]
@@ -66,6 +76,7 @@ def markdown_table(results: dict) -> str:
             f"| {_pct(c.get('text_reply_words'), 'keyword_share')} "
             f"| {_pct({'k': c.get('text_reply_kind')}, 'k')} | {_pct(c['audio'])} "
             f"| {_pct(c['audio'], 'keyword_share')} | {_pct(c['backend_oracle'])} "
+            f"| {_given(c.get('text_given_right_oracle'))} "
             f"| {_s(lat['median_s'])} ({lat['replied']}/{lat['turns']} replied) "
             f"| {_s(c['first_oracle_piece']['median_s'])} | {_s(c['final_oracle_arrival']['median_s'])} "
             f"| {_s(c['seconds_per_session'])} |"
@@ -75,7 +86,8 @@ def markdown_table(results: dict) -> str:
         "Latencies from the event log, against the true end of the question (synthesiser word timings): "
         "reply onset of the inner monologue; the first oracle piece entering the model (any oracle, "
         "including early guesses from partial transcripts); the first content word of the back-end's "
-        "final oracle entering the model. `delay-D`: the back-end's first token D s later than live.",
+        "final oracle entering the model. `delay-D`: the back-end's first token D s later than live. "
+        "`live-no-follow`: live, with the front-end's oracle-following decoding policy off.",
     ]
     return "\n".join(lines) + "\n"
 

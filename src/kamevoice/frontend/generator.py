@@ -28,8 +28,9 @@ from typing import Any
 import torch
 from moshi.models.lm import LMGen
 
-from kamevoice.errors import InputError
+from kamevoice.errors import ConfigError, InputError
 from kamevoice.frontend.model import KameLM
+from kamevoice.frontend.oracle_follow import OracleFollower
 from kamevoice.oracle.timeline import OracleIds, OracleTimeline
 
 # Messages a slot's inbox can hold: (generation, "begin", None) or (generation, "feed", tokens).
@@ -54,24 +55,40 @@ class SamplingOptions:
     top_k: int = 250
     text_temperature: float = 0.7
     text_top_k: int = 25
+    # Oracle following (`kamevoice.frontend.oracle_follow`): logit bias toward the oracle's next piece.
+    oracle_follow_bias: float = 0.0
 
     @classmethod
-    def from_settings(cls, settings: Any, lm_gen_config: Mapping[str, Any] | None = None) -> SamplingOptions:
+    def from_settings(
+        cls,
+        settings: Any,
+        lm_gen_config: Mapping[str, Any] | None = None,
+        checkpoint_extra: Mapping[str, Any] | None = None,
+    ) -> SamplingOptions:
         """The sampling of a front-end with `settings` (a `FrontendSettings`) and a checkpoint
-        whose config.json holds `lm_gen_config`: a value set in the settings (file, environment,
-        flag) wins; else the checkpoint's; else the settings' default. `use_sampling: false` in
-        the checkpoint means greedy for the values the settings leave unset. Temperature 0: greedy."""
+        whose config.json holds `lm_gen_config` and our `kamevoice` section (`checkpoint_extra`):
+        a value set in the settings (file, environment, flag) wins; else the checkpoint's; else
+        the settings' default. `use_sampling: false` in the checkpoint means greedy for the
+        values the settings leave unset. Temperature 0: greedy."""
         gen = dict(lm_gen_config or {})
+        extra = dict(checkpoint_extra or {})
+        chosen = settings.model_fields_set
+        follow = settings.oracle_follow_bias
+        if "oracle_follow_bias" not in chosen and "oracle_follow_bias" in extra:
+            follow = extra["oracle_follow_bias"]
+            if isinstance(follow, bool) or not isinstance(follow, int | float) or follow < 0:
+                raise ConfigError(
+                    f"config.json: kamevoice.oracle_follow_bias must be a number >= 0, got {follow!r}"
+                )
         if gen.get("use_sampling") is False:
             gen.update(temp=0.0, temp_text=0.0)
-        chosen = settings.model_fields_set
         values = {
             name: getattr(settings, name)
             if name in chosen or key not in gen
             else type(getattr(settings, name))(gen[key])
             for name, key in _LM_GEN_NAMES.items()
         }
-        return cls(greedy=values["temperature"] == 0, **values)
+        return cls(greedy=values["temperature"] == 0, oracle_follow_bias=float(follow), **values)
 
 
 @dataclass(frozen=True)
@@ -136,7 +153,10 @@ class BatchedGenerator:
             top_k_text=sampling.text_top_k,
             support_out_of_sync=True,  # slots start at different frames
             on_text_hook=self._keep_text,
-            on_text_logits_hook=self._keep_text_logits if record_text_logits else None,
+            on_text_logits_hook=self._on_text_logits,
+        )
+        self.follower = OracleFollower(
+            batch_size, sampling.oracle_follow_bias, self.oracle_ids.start, self.oracle_ids.pad
         )
         self._last_text: torch.Tensor | None = None
         self._slots = [_Slot(OracleTimeline(self.oracle_ids)) for _ in range(batch_size)]
@@ -180,6 +200,7 @@ class BatchedGenerator:
         state.steps = 0
         state.timeline = OracleTimeline(self.oracle_ids)
         state.inbox.clear()
+        self.follower.reset(slot)
         self._sync_exec_mask()
         return SlotHandle(slot, state.generation)
 
@@ -250,6 +271,7 @@ class BatchedGenerator:
             self._drain_inbox(slot)
             # Step 0 reads the start id, as text does; step s reads the id of frame s - 1.
             oracle[i] = self.oracle_ids.start if slot.steps == 0 else slot.timeline.next_id()
+            self.follower.read(i, int(oracle[i]))
             steps.append(slot.steps)
             slot.steps += 1
 
@@ -262,6 +284,10 @@ class BatchedGenerator:
         text = self._last_text.clone()
         inactive = torch.tensor([not a for a in active], device=text.device)
         text[inactive] = -1
+        if self.follower.enabled:
+            for i, piece in enumerate(text.tolist()):
+                if active[i]:
+                    self.follower.said(i, piece)
         frame_tokens = out[:, :, 0]
         frame_valid = (frame_tokens >= 0).all(dim=1) & ~inactive
         logits = None
@@ -284,8 +310,13 @@ class BatchedGenerator:
     def _keep_text(self, text: torch.Tensor) -> None:
         self._last_text = text
 
-    def _keep_text_logits(self, logits: torch.Tensor) -> None:
-        self._last_text_logits = logits.float()
+    def _on_text_logits(self, logits: torch.Tensor) -> None:
+        """Before the text token is drawn: keep the model's own logits, then apply the oracle
+        following policy to them in place ([B, 1, 1, card])."""
+        if self.record_text_logits:
+            self._last_text_logits = logits.float().clone()  # the model's own, before the policy
+        if self.follower.enabled:
+            self.follower.nudge(logits[:, 0, 0], [i for i, s in enumerate(self._slots) if s.active])
 
     def _mask(self, slots: Sequence[int]) -> torch.Tensor:
         mask = torch.zeros(self.batch_size, dtype=torch.bool, device=self._device)

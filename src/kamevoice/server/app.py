@@ -145,7 +145,9 @@ class KameServer:
             EngineOptions(
                 max_sessions=self.server_settings.max_sessions,
                 sampling=sampling
-                or SamplingOptions.from_settings(settings.frontend, frontend.files.lm_gen_config),
+                or SamplingOptions.from_settings(
+                    settings.frontend, frontend.files.lm_gen_config, frontend.files.extra
+                ),
                 paced=not self.server_settings.lockstep,
             ),
         )
