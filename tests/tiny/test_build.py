@@ -13,7 +13,7 @@ pytest.importorskip("espeakng_loader")
 
 from kamevoice.cli import main
 from kamevoice.frontend.presets import preset
-from kamevoice.tiny.build import LM_GEN_CONFIG, MAX_CHECKPOINT_MB, STAGES, TRAIN_RECIPE
+from kamevoice.tiny.build import DECODING_EXTRA, LM_GEN_CONFIG, MAX_CHECKPOINT_MB, STAGES, TRAIN_RECIPE
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = ["--facts", "20", "--dialogues", "6", "--train-steps", "2", "--train-minutes", "0.5", "--workers", "1"]
@@ -41,6 +41,8 @@ def test_build_makes_a_loadable_codec2_checkpoint(built):
     assert frontend.tokenizer.vocab_size() <= frontend.model.text_card
     assert frontend.files.extra["train_step"] == 2
     assert frontend.files.lm_gen_config == LM_GEN_CONFIG  # greedy text unless the settings say otherwise
+    # ... and oracle following (kamevoice.frontend.oracle_follow), as the shipped checkpoint asks.
+    assert frontend.files.extra["oracle_follow_bias"] == DECODING_EXTRA["oracle_follow_bias"] > 0
 
 
 def test_rerun_resumes_without_redoing_stages(built, capsys):

@@ -17,7 +17,7 @@ pytest.importorskip("espeakng_loader")
 
 from kamevoice.assets import TINY_BUILD_INFO, tiny_checkpoint, tiny_held_out_questions, tiny_knowledge_base
 from kamevoice.cli import main
-from kamevoice.tiny.build import MAX_CHECKPOINT_MB, checkpoint_mb
+from kamevoice.tiny.build import DECODING_EXTRA, MAX_CHECKPOINT_MB, checkpoint_mb
 
 
 def test_embedded_checkpoint_is_the_published_layout_within_its_limits():
@@ -28,6 +28,7 @@ def test_embedded_checkpoint_is_the_published_layout_within_its_limits():
     assert checkpoint_mb(checkpoint) <= MAX_CHECKPOINT_MB
     frontend = load_frontend(checkpoint, device="cpu")
     assert isinstance(frontend.codec, Codec2Codec) and frontend.model.dep_q == 11
+    assert frontend.files.extra["oracle_follow_bias"] == DECODING_EXTRA["oracle_follow_bias"]
     info = json.loads(TINY_BUILD_INFO.read_text())
     assert info["stages"]["train"]["train_seconds"] <= info["options"]["train_minutes"] * 60
     kb = [json.loads(line) for line in tiny_knowledge_base().read_text().splitlines()]
