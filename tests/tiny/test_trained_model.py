@@ -50,6 +50,14 @@ def test_kame_tiny_answers_held_out_questions_in_the_form_its_oracle_asks_for(tm
     well_formed = sum(k["said"] is not None for k in kinds)
     assert well_formed >= 3, [r["monologue"] for r in records]
     assert sum(k["said"] == k["expected"] for k in kinds) >= 2
+    # It says what its oracle says (the checkpoint asks for oracle following): where the back-end's
+    # final oracle held the fact, the reply holds every key word of it. Measured: 2 of these 4
+    # oracles right, both replies complete; 93% of such replies complete over 40-60 questions.
+    right = [r for r in records if r["scores"]["oracle"]["answered"]]
+    assert right, [r["final_oracle"] for r in records]
+    assert sum(r["scores"]["text"]["answered"] for r in right) >= len(right) - 1, [
+        (r["final_oracle"], r["monologue"]) for r in right
+    ]
 
 
 def test_kame_tiny_copies_held_out_facts_from_its_oracle(capsys):
