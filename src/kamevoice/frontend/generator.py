@@ -14,7 +14,10 @@ message carries the slot's *generation*; messages from a conversation that
 has since stopped are stale and dropped (the cancel-scope pattern).
 
 The oracle reaches the model through `LMGen`'s per-step sum condition,
-exactly as `KameLM.forward` passes it in the batch pass.
+exactly as `KameLM.forward` passes it in the batch pass. When the sampling asks
+for oracle following (`SamplingOptions.oracle_follow_bias`), the policy
+(`kamevoice.frontend.oracle_follow`) edits the text logits before the text
+token is drawn; recorded logits are the model's own.
 """
 
 from __future__ import annotations
@@ -271,7 +274,8 @@ class BatchedGenerator:
             self._drain_inbox(slot)
             # Step 0 reads the start id, as text does; step s reads the id of frame s - 1.
             oracle[i] = self.oracle_ids.start if slot.steps == 0 else slot.timeline.next_id()
-            self.follower.read(i, int(oracle[i]))
+            if self.follower.enabled:
+                self.follower.read(i, int(oracle[i]))
             steps.append(slot.steps)
             slot.steps += 1
 
