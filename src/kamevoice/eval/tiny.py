@@ -371,8 +371,10 @@ def _view_summary(scores: list[dict | None]) -> dict | None:
     if not scores:
         return None
     total = sum(s["total"] for s in scores)
+    answered = sum(s["answered"] for s in scores)
     return {
-        "accuracy": sum(s["answered"] for s in scores) / len(scores),
+        "accuracy": answered / len(scores),
+        "answered": answered,
         "keyword_share": sum(s["found"] for s in scores) / total if total else None,
         "questions": len(scores),
     }

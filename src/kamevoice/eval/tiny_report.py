@@ -44,8 +44,7 @@ def _given(cell: dict | None) -> str:
     """'11/26 (42%)': answered questions among those whose final oracle held the fact."""
     if not cell:
         return "-"
-    answered = round(cell["accuracy"] * cell["questions"])
-    return f"{answered}/{cell['questions']} ({cell['accuracy']:.0%})"
+    return f"{cell['answered']}/{cell['questions']} ({cell['accuracy']:.0%})"
 
 
 def markdown_table(results: dict) -> str:

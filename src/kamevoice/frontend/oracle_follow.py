@@ -58,13 +58,12 @@ class FollowState:
 def _longest_match(oracle: list[int], said: list[int], start: int) -> tuple[int, int]:
     """(length, end) of the longest suffix of `said` found in `oracle` ending at or after `start`
     (`end`: index just after the match); the earliest end wins a tie; (0, -1) when none."""
-    best = (0, -1)
     for length in range(min(len(said), MATCH_MAX), 0, -1):
         tail = said[-length:]
         for end in range(max(start, length), len(oracle) + 1):
             if oracle[end - length : end] == tail:
                 return length, end
-    return best
+    return 0, -1
 
 
 class OracleFollower:
@@ -91,13 +90,18 @@ class OracleFollower:
         elif oracle_id != self.pad_id and oracle_id >= 0:
             state.oracle.append(oracle_id)
 
-    def expected(self, slot: int) -> int | None:
-        """The oracle piece the model should say next, if it is aligned and the oracle has it."""
-        state = self.states[slot]
+    @staticmethod
+    def _align(state: FollowState) -> None:
+        """Set the cursor of an unaligned state after the oracle's first run of the model's last pieces."""
         if state.cursor is None and state.said and state.oracle:
             length, end = _longest_match(state.oracle, list(state.said), 0)
             if length:
                 state.cursor = end
+
+    def expected(self, slot: int) -> int | None:
+        """The oracle piece the model should say next, if it is aligned and the oracle has it."""
+        state = self.states[slot]
+        self._align(state)
         if state.cursor is None or state.cursor >= len(state.oracle):
             return None
         return state.oracle[state.cursor]
@@ -122,7 +126,7 @@ class OracleFollower:
         state = self.states[slot]
         state.said.append(piece)
         if state.cursor is None:
-            self.expected(slot)  # lines up, if the oracle read so far allows
+            self._align(state)
             return
         if state.cursor >= len(state.oracle):
             return
