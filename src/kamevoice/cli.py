@@ -18,11 +18,11 @@ import kamevoice
 
 # Modules that contribute subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "kamevoice.commands",
+    "kamevoice.runtime.commands",
     "kamevoice.frontend.commands",
     "kamevoice.bench.commands",
     "kamevoice.data.commands",
-    "kamevoice.backend.commands",
+    "kamevoice.knowledge.commands",
     "kamevoice.train.commands",
     "kamevoice.eval.commands",
     "kamevoice.tiny.commands",

@@ -48,7 +48,7 @@ class FrontendSettings(Section):
         0.0,
         ge=0.0,
         description="logit bias toward the oracle's next piece when the model speaks (0: off; unset: "
-        "the checkpoint's `kamevoice.oracle_follow_bias`, else 0); see kamevoice.frontend.oracle_follow",
+        "the checkpoint's `kamevoice.oracle_follow_bias`, else 0); see kamevoice.frontend.policies.oracle_follow",
     )
     seed: int = 42
     # A small model's step is as fast on one thread as on two, and the second thread costs CPU

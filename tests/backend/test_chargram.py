@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from kamevoice.backend.llm.chargram import CharGramIndex, chargrams, sound_words
-from kamevoice.backend.llm.knowledge import KnowledgeBase, out_of_vocabulary_share, resolve_retriever
-from kamevoice.backend.llm.settings import KnowledgeSettings
-from kamevoice.backend.llm.spoken_eval import OFF_TOPIC, Transcript, score
+from kamevoice.eval.retrieval import OFF_TOPIC, Transcript, score
+from kamevoice.knowledge.base import KnowledgeBase, out_of_vocabulary_share, resolve_retriever
+from kamevoice.knowledge.chargram import CharGramIndex, chargrams, sound_words
+from kamevoice.knowledge.settings import KnowledgeSettings
 from kamevoice.tiny.knowledge import (
     QUESTIONS,
     Fact,

@@ -56,6 +56,6 @@ def test_kb_ask_streams(tmp_path, capsys):
 
 
 def test_registering_the_kb_command_stays_cheap():
-    code = "import sys, kamevoice.backend.commands; print('httpx' in sys.modules, 'torch' in sys.modules)"
+    code = "import sys, kamevoice.knowledge.commands; print('httpx' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

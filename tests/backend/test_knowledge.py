@@ -13,11 +13,13 @@ import pytest
 
 from kamevoice.backend.llm import make_llm
 from kamevoice.backend.llm.base import ChatMessage
-from kamevoice.backend.llm.bm25 import BM25Index, stem, terms
-from kamevoice.backend.llm.knowledge import KnowledgeBase, KnowledgeProvider, resolve_retriever
-from kamevoice.backend.llm.minilm import packaged_model_dir
-from kamevoice.backend.llm.settings import EXAMPLE_KB_PATH, KnowledgeSettings, LLMSettings
+from kamevoice.backend.llm.knowledge import KnowledgeProvider
+from kamevoice.backend.llm.settings import LLMSettings
 from kamevoice.errors import ConfigError
+from kamevoice.knowledge.base import KnowledgeBase, resolve_retriever
+from kamevoice.knowledge.bm25 import BM25Index, stem, terms
+from kamevoice.knowledge.minilm import packaged_model_dir
+from kamevoice.knowledge.settings import EXAMPLE_KB_PATH, KnowledgeSettings
 
 DATA = Path(__file__).parent / "data"
 PARAPHRASES = [json.loads(line) for line in (DATA / "faq_paraphrases.jsonl").read_text().splitlines() if line]
@@ -221,7 +223,7 @@ def test_embedding_retriever_without_a_model_is_a_config_error(tmp_path):
 
 async def test_scheduler_streams_kb_answers_like_an_llm(sink):
     from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
-    from kamevoice.events import EventLog
+    from kamevoice.runtime.events import EventLog
 
     settings = KnowledgeSettings(retriever="bm25", first_token_delay_s=0.05, word_delay_s=0.005)
     log = EventLog()

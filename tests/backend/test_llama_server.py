@@ -24,8 +24,8 @@ from kamevoice.backend.llm.base import ChatMessage
 from kamevoice.backend.llm.openai_compat import OpenAICompatProvider
 from kamevoice.backend.llm.settings import OpenAICompatSettings
 from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
-from kamevoice.clock import WallClock
-from kamevoice.events import EventLog
+from kamevoice.runtime.clock import WallClock
+from kamevoice.runtime.events import EventLog
 
 from .conftest import RecordingSink
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from kamevoice.backend.observe import LLMMetrics
 from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
-from kamevoice.clock import WallClock
-from kamevoice.events import EventLog
-from kamevoice.metrics import Metrics
+from kamevoice.runtime.clock import WallClock
+from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.metrics import Metrics
 
 from .test_scheduler import NO_WAIT, ScriptedLLM
 

@@ -9,8 +9,8 @@ import pytest
 
 from kamevoice.backend.llm.base import ChatMessage, LLMProvider
 from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
-from kamevoice.clock import WallClock
-from kamevoice.events import EventLog
+from kamevoice.runtime.clock import WallClock
+from kamevoice.runtime.events import EventLog
 
 from .conftest import RecordingSink, make_provider
 from .vendor_server import Step

@@ -8,9 +8,9 @@ import pytest
 
 from kamevoice.backend.observe import LLMMetrics
 from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
-from kamevoice.clock import WallClock
-from kamevoice.events import EventLog
-from kamevoice.metrics import Metrics
+from kamevoice.runtime.clock import WallClock
+from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.metrics import Metrics
 
 from .conftest import VENDORS, make_provider
 from .vendor_server import Step

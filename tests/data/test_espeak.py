@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from kamevoice.data.tts import Synthesis, TTSEngine, get_engine
-from kamevoice.data.tts.resample import resample
+from kamevoice.audio import resample
+from kamevoice.tts import Synthesis, TTSEngine, get_engine
 
 from .helpers import FRAME_S, SPEECH_RMS, frame_rms
 

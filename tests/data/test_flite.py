@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from kamevoice.data.tts import get_engine
+from kamevoice.tts import get_engine
 
 from .helpers import FRAME_S, SPEECH_RMS, frame_rms
 
@@ -34,8 +34,8 @@ def test_flite_words_are_aligned_to_the_audio():
 
 
 def test_unknown_words_are_refused_with_their_name():
-    from kamevoice.data.tts.flite import PocketSphinxAligner
     from kamevoice.errors import InputError
+    from kamevoice.tts.flite import PocketSphinxAligner
 
     with pytest.raises(InputError, match="qwzxv"):
         PocketSphinxAligner(16000).align(np.zeros(16000, np.float32), ["hello", "qwzxv"])

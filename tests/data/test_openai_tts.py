@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+from kamevoice.audio import resample
 from kamevoice.data.formats import read_stereo_wav, read_words
-from kamevoice.data.tts import get_engine
-from kamevoice.data.tts.resample import resample
+from kamevoice.tts import get_engine
 
 from .helpers import FRAME_S, SPEECH_RMS, cli, frame_rms, write_jsonl
 
@@ -271,7 +271,7 @@ def test_settings_are_checked(monkeypatch):
 
 
 def test_streamed_and_float_wav_bodies_decode():
-    from kamevoice.data.tts.audio_bytes import decode_wav
+    from kamevoice.audio import decode_wav
 
     tone = (0.5 * np.sin(np.arange(2400) / 10)).astype(np.float32)
     pcm = (tone * 32767).astype("<i2").tobytes()

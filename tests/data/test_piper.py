@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from kamevoice.data.formats import read_stereo_wav, read_words
-from kamevoice.data.tts import get_engine
+from kamevoice.tts import get_engine
 
 from .helpers import FRAME_S, SPEECH_RMS, cli, frame_rms, write_jsonl
 

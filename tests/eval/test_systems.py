@@ -43,7 +43,7 @@ def test_first_chunk_waits_for_a_sentence_or_enough_words():
 
 
 def test_cascade_answers_each_turn_after_its_end(spoken, tmp_path):
-    from kamevoice.data.tts import get_engine
+    from kamevoice.tts import get_engine
 
     settings = load_settings()
     record = cascade_record(

@@ -10,7 +10,7 @@ import pytest
 from kamevoice.cli import main
 from kamevoice.errors import ConfigError
 from kamevoice.eval.keywords import score_keywords
-from kamevoice.eval.tiny import load_held_out, parse_conditions, voice_of
+from kamevoice.tiny.eval import load_held_out, parse_conditions, voice_of
 
 PRICE = ["three", "hundred", "fifty", "seven", "dollars", "and", "seventy", "five", "cents"]
 CODE = ["B", "M", "five", "five", "seven"]
@@ -113,7 +113,7 @@ def test_eval_tiny_end_to_end_and_resumable(toy, tmp_path, capsys):
 
 
 def test_reply_words_are_the_expected_reply_after_its_opener():
-    from kamevoice.eval.tiny import reply_words, score_record
+    from kamevoice.tiny.eval import reply_words, score_record
 
     answer = "Let me check. The amber falcon kettle costs six dollars."
     assert reply_words(answer) == ["The", "amber", "falcon", "kettle", "costs", "six", "dollars."]
@@ -125,7 +125,7 @@ def test_reply_words_are_the_expected_reply_after_its_opener():
 
 
 def test_reply_kind_tells_the_four_fact_forms_apart():
-    from kamevoice.eval.tiny import reply_kind
+    from kamevoice.tiny.eval import reply_kind
 
     assert reply_kind("Let me check. The amber owl kettle costs six dollars.") == "price"
     assert reply_kind("One moment. The product code of the amber owl kettle is B D one two three.") == "code"

@@ -159,8 +159,8 @@ def test_bad_input_is_refused(codec):
     not (shutil.which("flite") and shutil.which("espeak-ng")), reason="needs flite and espeak-ng"
 )
 def test_round_trips_stay_intelligible_to_pocketsphinx(codec, tmp_path):
-    from kamevoice.backend.stt.measure import DOMAIN_TEXT, SENTENCES
     from kamevoice.bench.codec import SphinxScorer, make_speech, round_trip
+    from kamevoice.eval.stt import DOMAIN_TEXT, SENTENCES
 
     samples = make_speech(SENTENCES[:5], ["flite", "espeak"], codec.sample_rate, tmp_path)
     scorer = SphinxScorer("task", DOMAIN_TEXT, codec.sample_rate)
@@ -182,8 +182,8 @@ def _codec2_lm_kwargs(codec: Codec2Codec) -> dict:
 
 
 def _run_engine(model, codec, sessions: int) -> dict[int, list]:
-    from kamevoice.engine import Engine, EngineOptions
     from kamevoice.frontend.generator import SamplingOptions
+    from kamevoice.runtime.engine import Engine, EngineOptions
 
     results = {i: [] for i in range(sessions)}
     options = EngineOptions(max_sessions=2, sampling=SamplingOptions(greedy=True), paced=False)

@@ -7,7 +7,7 @@ import random
 import torch
 
 from kamevoice.frontend.generator import BatchedGenerator, SamplingOptions
-from kamevoice.frontend.oracle_follow import OracleFollower
+from kamevoice.frontend.policies.oracle_follow import OracleFollower
 from tests.frontend.helpers import small_lm
 
 START, PAD, EPAD = 1000, 3, 0

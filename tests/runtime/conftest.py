@@ -19,7 +19,7 @@ def question_wav(tmp_path_factory):
     """'What time does the store open on Saturday?' spoken by espeak-ng, with silence around it."""
     import soundfile as sf
 
-    from kamevoice.data.tts import get_engine
+    from kamevoice.tts import get_engine
 
     speech = get_engine("espeak").synthesize("What time does the store open on Saturday?")
     pad = np.zeros(int(0.5 * speech.sample_rate), dtype=np.float32)

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from kamevoice.engine import Engine, EngineOptions
 from kamevoice.frontend.generator import SamplingOptions
+from kamevoice.runtime.engine import Engine, EngineOptions
 from tests.frontend.helpers import make_test_codec, small_lm
 
 GREEDY = SamplingOptions(greedy=True)

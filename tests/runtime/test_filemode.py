@@ -7,13 +7,13 @@ import wave
 
 import numpy as np
 
+from kamevoice.audio import read_audio
 from kamevoice.backend.llm.factory import make_llm
 from kamevoice.backend.stt import make_stt
-from kamevoice.backend.stt.files import read_audio
 from kamevoice.cli import main
 from kamevoice.config import load_settings
-from kamevoice.filemode import run_file
 from kamevoice.frontend.loading import load_frontend
+from kamevoice.runtime.filemode import run_file
 
 
 def _run(checkpoint, wav, events_path=None, seed=1):
@@ -111,7 +111,7 @@ def test_oracle_command_prints_partials_and_a_growing_oracle(question_wav, capsy
 def test_demo_asks_the_embedded_kame_tiny_a_held_out_question(capsys, monkeypatch, tmp_path):
     import soundfile as sf
 
-    from kamevoice.assets import tiny_held_out_questions
+    from kamevoice.tiny.defaults import tiny_held_out_questions
 
     monkeypatch.delenv("KAMEVOICE_FRONTEND__CHECKPOINT", raising=False)
     monkeypatch.delenv("KAMEVOICE_CONFIG", raising=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from kamevoice.virtual_loop import run_virtual
+from kamevoice.runtime.virtual_loop import run_virtual
 
 
 def test_long_sleeps_take_no_wall_time_and_advance_the_clock():

@@ -24,8 +24,7 @@ def frontend(tiny_checkpoint):  # noqa: F811
 @pytest.fixture(scope="session")
 def question_24k(question_wav):  # noqa: F811
     """The question speech as float32 24 kHz mono."""
-    from kamevoice.backend.stt.files import read_audio
-    from kamevoice.backend.stt.resample import resample
+    from kamevoice.audio import read_audio, resample
 
     audio, rate = read_audio(question_wav)
     mono = audio.mean(axis=1) if audio.ndim == 2 else audio

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from kamevoice.assets import TINY_CHECKPOINT
 from kamevoice.cli import main
+from kamevoice.tiny.defaults import TINY_CHECKPOINT
 
 
 def test_bench_serve_prints_and_writes_figures(tiny_checkpoint, tmp_path, capsys):
@@ -31,7 +31,7 @@ def test_bench_serve_prints_and_writes_figures(tiny_checkpoint, tmp_path, capsys
 
 @pytest.mark.skipif(not (TINY_CHECKPOINT / "config.json").is_file(), reason="KAME-tiny is not shipped yet")
 def test_bench_serve_and_tiny_default_to_the_embedded_model(monkeypatch, tmp_path):
-    from kamevoice.assets import tiny_checkpoint
+    from kamevoice.tiny.defaults import tiny_checkpoint
     from kamevoice.tiny.knowledge import KnowledgeOptions, write_knowledge
 
     monkeypatch.delenv("KAMEVOICE_FRONTEND__CHECKPOINT", raising=False)

@@ -42,7 +42,7 @@ pytestmark = [
 
 
 def _fake_mic_wav(question_24k: np.ndarray, path: Path) -> Path:
-    from kamevoice.backend.stt.resample import resample
+    from kamevoice.audio import resample
 
     speech = resample(question_24k, 24_000, FAKE_MIC_RATE)
     silence = np.zeros(FAKE_MIC_RATE, np.float32)  # a second between repetitions (chromium loops it)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kamevoice.assets import tiny_checkpoint
 from kamevoice.cli import main
+from kamevoice.tiny.defaults import tiny_checkpoint
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_serve_uses_the_configured_checkpoint(no_model_configured, loaded, monke
 def test_a_missing_embedded_model_is_named_with_the_way_out(
     no_model_configured, tmp_path, monkeypatch, capsys
 ):
-    import kamevoice.assets as assets
+    import kamevoice.tiny.defaults as assets
 
     monkeypatch.setattr(assets, "TINY_CHECKPOINT", tmp_path / "gone")
     assert main(["run", str(tmp_path / "q.wav")]) == 1
@@ -72,9 +72,9 @@ def test_a_missing_embedded_model_is_named_with_the_way_out(
 
 
 def test_tiny_back_end_listens_with_whisper_finals_when_left_on_auto():
-    from kamevoice.assets import tiny_back_end, tiny_knowledge_base
     from kamevoice.backend.stt import whisper_available
     from kamevoice.config import Settings
+    from kamevoice.tiny.defaults import tiny_back_end, tiny_knowledge_base
     from kamevoice.tiny.knowledge import NO_MATCH_REPLY
 
     auto = tiny_back_end(Settings())
@@ -90,9 +90,9 @@ def test_tiny_back_end_listens_with_whisper_finals_when_left_on_auto():
 
 
 def test_embedded_tiny_runs_on_one_torch_thread_unless_told():
-    from kamevoice.assets import embedded_defaults, tiny_frontend
     from kamevoice.config import Settings
-    from kamevoice.runtime import apply_cpu_threads
+    from kamevoice.frontend.device import apply_cpu_threads
+    from kamevoice.tiny.defaults import embedded_defaults, tiny_frontend
 
     _, tiny = embedded_defaults(None, Settings())
     assert tiny.frontend.cpu_threads == 1

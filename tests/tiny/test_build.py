@@ -41,7 +41,7 @@ def test_build_makes_a_loadable_codec2_checkpoint(built):
     assert frontend.tokenizer.vocab_size() <= frontend.model.text_card
     assert frontend.files.extra["train_step"] == 2
     assert frontend.files.lm_gen_config == LM_GEN_CONFIG  # greedy text unless the settings say otherwise
-    # ... and oracle following (kamevoice.frontend.oracle_follow), as the shipped checkpoint asks.
+    # ... and oracle following (kamevoice.frontend.policies.oracle_follow), as the shipped checkpoint asks.
     assert frontend.files.extra["oracle_follow_bias"] == DECODING_EXTRA["oracle_follow_bias"] > 0
 
 

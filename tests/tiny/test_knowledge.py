@@ -8,9 +8,9 @@ import json
 import pytest
 
 from kamevoice.backend.llm.knowledge import KnowledgeProvider
-from kamevoice.backend.llm.settings import KnowledgeSettings
 from kamevoice.data.dialogues import DialogueOptions, fields_for, make_script, read_qa_items
 from kamevoice.data.jobs import Item
+from kamevoice.knowledge.settings import KnowledgeSettings
 from kamevoice.tiny.knowledge import (
     NAME_FIRST,
     NAME_SECOND,

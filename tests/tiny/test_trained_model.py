@@ -15,9 +15,14 @@ import pytest
 pytest.importorskip("pycodec2")
 pytest.importorskip("espeakng_loader")
 
-from kamevoice.assets import TINY_BUILD_INFO, tiny_checkpoint, tiny_held_out_questions, tiny_knowledge_base
 from kamevoice.cli import main
 from kamevoice.tiny.build import DECODING_EXTRA, MAX_CHECKPOINT_MB, checkpoint_mb
+from kamevoice.tiny.defaults import (
+    TINY_BUILD_INFO,
+    tiny_checkpoint,
+    tiny_held_out_questions,
+    tiny_knowledge_base,
+)
 
 
 def test_embedded_checkpoint_is_the_published_layout_within_its_limits():

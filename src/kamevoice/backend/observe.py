@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kamevoice.events import Event, EventLog
-from kamevoice.metrics import Metrics
+from kamevoice.runtime.events import Event, EventLog
+from kamevoice.runtime.metrics import Metrics
 
 
 class LLMMetrics:

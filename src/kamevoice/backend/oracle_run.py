@@ -16,13 +16,13 @@ from typing import TextIO
 
 import numpy as np
 
+from kamevoice.audio import read_audio
 from kamevoice.backend.llm.factory import make_llm
 from kamevoice.backend.scheduler import OracleScheduler
 from kamevoice.backend.stt import make_stt
-from kamevoice.backend.stt.files import read_audio
-from kamevoice.clock import FRAME_SECONDS, LoopClock
-from kamevoice.events import EventLog
-from kamevoice.virtual_loop import run_virtual
+from kamevoice.runtime.clock import FRAME_SECONDS, LoopClock
+from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.virtual_loop import run_virtual
 
 
 class PrintingSink:

@@ -49,8 +49,8 @@ from kamevoice.backend.prompt import (
     word_count,
 )
 from kamevoice.backend.retry import Backoff
-from kamevoice.clock import Clock, WallClock
-from kamevoice.events import EventLog
+from kamevoice.runtime.clock import Clock, WallClock
+from kamevoice.runtime.events import EventLog
 from kamevoice.section import Section
 
 # Kinds of the events the scheduler emits (documented for the metrics and the UI).

@@ -8,7 +8,7 @@ same figure for the original audio and for the codec's 8 kHz band limit
 alone (its resamplers without codec 2: what narrow band costs by itself).
 
 Speech is made on the spot by flite (`slt`) and espeak-ng (`en-us`): the 20
-assistant requests of `kamevoice.backend.stt.measure.DOMAIN_TEXT`. PocketSphinx
+assistant requests of `kamevoice.eval.stt.DOMAIN_TEXT`. PocketSphinx
 decodes each whole utterance (no endpointing) at 16 kHz with the task
 language model built from that same text (closed domain: it shows how much
 acoustic detail survives, not open-vocabulary accuracy), and with `--general`
@@ -66,8 +66,8 @@ def make_speech(sentences: Iterable[str], voices: Iterable[str], rate: int, work
     """Speak every sentence with every voice ('flite', 'espeak'), resampled to `rate`, 1 s silence padded."""
     import soundfile as sf
 
-    from kamevoice.backend.stt.measure import synthesise
-    from kamevoice.backend.stt.resample import resample
+    from kamevoice.audio import resample
+    from kamevoice.eval.stt import synthesise
 
     samples = []
     for voice in voices:
@@ -99,10 +99,12 @@ class SphinxScorer:
             self.decoder = Decoder(**config)
 
     def transcribe(self, audio: np.ndarray) -> str:
-        from kamevoice.backend.stt.resample import resample
+        from kamevoice.audio import resample
 
         pcm = resample(np.asarray(audio, dtype=np.float32), self.rate, SPHINX_RATE)
-        ints = (np.clip(pcm, -1.0, 1.0) * 32767).astype(np.int16)
+        from kamevoice.audio import float_to_int16
+
+        ints = float_to_int16(pcm)
         self.decoder.start_utt()
         self.decoder.process_raw(ints.tobytes(), False, True)
         self.decoder.end_utt()
@@ -111,7 +113,7 @@ class SphinxScorer:
 
     def accuracy(self, samples: list[Sample], transform: Callable[[np.ndarray], np.ndarray]) -> float:
         """1 - (word errors / reference words) over `samples`, each passed through `transform` first."""
-        from kamevoice.backend.stt.measure import normalise, wer
+        from kamevoice.eval.stt import normalise, wer
 
         errors = words = 0.0
         for s in samples:
@@ -238,8 +240,8 @@ def run_codec(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from kamevoice.backend.stt.measure import DOMAIN_TEXT, synthesisers
     from kamevoice.errors import ConfigError
+    from kamevoice.eval.stt import DOMAIN_TEXT, synthesisers
 
     torch.set_num_threads(1)  # the target is one core; numpy here is single-threaded code
     modes = [int(m) for m in args.modes.split(",") if m.strip()]

@@ -93,8 +93,8 @@ def run_frontend(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from kamevoice.bench.frontend import as_rows, bench_codec, bench_generator
+    from kamevoice.frontend.device import resolve_device, resolve_dtype
     from kamevoice.frontend.presets import preset
-    from kamevoice.runtime import resolve_device, resolve_dtype
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)

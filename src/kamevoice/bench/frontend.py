@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from kamevoice.clock import FRAME_SECONDS
+from kamevoice.runtime.clock import FRAME_SECONDS
 
 # Steps discarded before timing: first calls allocate caches and pick kernels.
 WARMUP_STEPS = 3

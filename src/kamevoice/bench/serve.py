@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from kamevoice.clock import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
+from kamevoice.runtime.clock import FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
 
 # Left out of the figures: connection set-up and the first (slower) steps.
 WARMUP_S = 1.0
@@ -377,8 +377,8 @@ async def run_bench(frontend, settings, client_counts: list[int], seconds: float
 
 def question_speech(text: str = "What time does the store open on Saturday?") -> np.ndarray:
     """The benchmark's question, spoken by espeak-ng, as float32 24 kHz mono with a pause before it."""
-    from kamevoice.backend.stt.resample import resample
-    from kamevoice.data.tts import get_engine
+    from kamevoice.audio import resample
+    from kamevoice.tts import get_engine
 
     speech = get_engine("espeak").synthesize(text)
     audio = resample(np.asarray(speech.audio, dtype=np.float32), speech.sample_rate, SAMPLE_RATE)
@@ -391,8 +391,8 @@ def kb_question(kb_path: str | Path) -> str:
     KAME-tiny's knowledge-base questions gather several paraphrases ("What is the price of the
     vuma pillow, how much does it cost, ..."); the first is what a caller would say.
     """
-    from kamevoice.backend.llm.knowledge import KnowledgeBase
-    from kamevoice.backend.llm.settings import KnowledgeSettings
+    from kamevoice.knowledge.base import KnowledgeBase
+    from kamevoice.knowledge.settings import KnowledgeSettings
 
     entries = KnowledgeBase.load(KnowledgeSettings(path=Path(kb_path), retriever="bm25")).entries
     question = next((e.question for e in entries if e.question), entries[0].answer)
@@ -401,8 +401,8 @@ def kb_question(kb_path: str | Path) -> str:
 
 def serve_command(args: Any) -> int:
     """Handler of `kamevoice bench serve`."""
-    from kamevoice.assets import default_checkpoint
     from kamevoice.config import load_settings
+    from kamevoice.tiny.defaults import default_checkpoint
 
     settings = load_settings()
     checkpoint = default_checkpoint(args.checkpoint or settings.frontend.checkpoint)
@@ -421,10 +421,10 @@ def serve_command(args: Any) -> int:
 
 def tiny_command(args: Any) -> int:
     """Handler of `kamevoice bench tiny`: the tiny preset's sessions with STT and the knowledge base."""
-    from kamevoice.assets import default_checkpoint, tiny_back_end, tiny_frontend, tiny_knowledge_base
     from kamevoice.bench.report import write_json
     from kamevoice.config import load_settings
     from kamevoice.errors import ConfigError
+    from kamevoice.tiny.defaults import default_checkpoint, tiny_back_end, tiny_frontend, tiny_knowledge_base
 
     settings = load_settings()
     checkpoint = default_checkpoint(args.checkpoint or settings.frontend.checkpoint)
@@ -461,7 +461,7 @@ def _with_kb(settings, kb: str | Path):
 
     if not Path(kb).is_file():
         raise ConfigError(f"--kb: {kb} does not exist")
-    from kamevoice.backend.llm.settings import with_knowledge_base
+    from kamevoice.knowledge.settings import with_knowledge_base
 
     return with_knowledge_base(settings, path=Path(kb))
 
@@ -475,8 +475,8 @@ def run_and_report(args: Any, settings, checkpoint: str, question: str, title: s
     from rich.table import Table
 
     from kamevoice.errors import ConfigError
+    from kamevoice.frontend.device import apply_cpu_threads
     from kamevoice.frontend.loading import load_frontend
-    from kamevoice.runtime import apply_cpu_threads
 
     counts = [int(c) for c in str(args.clients).split(",") if c.strip()]
     if not counts or min(counts) < 1:

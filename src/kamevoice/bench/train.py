@@ -154,7 +154,7 @@ def run_train_bench(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from kamevoice.runtime import resolve_device
+    from kamevoice.frontend.device import resolve_device
 
     if args.preset == "moshi-7b" and resolve_device(args.device).type != "cuda":
         Console().print("moshi-7b: skipped: the 7B shape needs a GPU (--device cuda)")

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kamevoice.clock import seconds_to_frame
 from kamevoice.data.formats import OracleEvent as RawOracleEvent
 from kamevoice.data.formats import Word
 from kamevoice.oracle.pieces import TextTokenizer
+from kamevoice.runtime.clock import seconds_to_frame
 
 # Moshi's text ids for frames without a piece, and for the frame right before a piece.
 TEXT_PAD_ID = 3

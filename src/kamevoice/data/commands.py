@@ -244,7 +244,7 @@ def _synth(args: argparse.Namespace) -> int:
     from kamevoice.data.dialogues import read_scripts
     from kamevoice.data.jobs import run_stage
     from kamevoice.data.synth import SynthOptions, synth_done, synth_item
-    from kamevoice.data.tts import get_engine
+    from kamevoice.tts import get_engine
 
     scripts = args.scripts / "dialogues.jsonl" if args.scripts.is_dir() else args.scripts
     options = SynthOptions(

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from kamevoice.audio import int16_to_float, write_stereo
 from kamevoice.errors import InputError
 
 SPEAKERS = ("A", "B")
@@ -282,35 +283,12 @@ def write_oracle_events(path: str | Path, events: Iterable[OracleEvent]) -> None
 
 # --------------------------------------------------------------------------- stereo audio
 
-PCM16_SCALE = 32767.0
-
 
 def write_stereo_wav(
     path: str | Path, channel_a: np.ndarray, channel_b: np.ndarray, sample_rate: int
 ) -> None:
-    """Write a 16-bit stereo WAV atomically: `channel_a` (speaker A) left, `channel_b` (speaker B) right.
-
-    The shorter channel is padded with silence; samples are clipped to [-1, 1].
-    """
-    n = max(len(channel_a), len(channel_b))
-    stereo = np.zeros((n, 2), dtype=np.float32)
-    stereo[: len(channel_a), 0] = channel_a
-    stereo[: len(channel_b), 1] = channel_b
-    pcm = (np.clip(stereo, -1.0, 1.0) * PCM16_SCALE).round().astype("<i2")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with wave.open(tmp, "wb") as w:
-            w.setnchannels(2)
-            w.setsampwidth(2)
-            w.setframerate(sample_rate)
-            w.writeframes(pcm.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a 16-bit stereo WAV atomically: `channel_a` (speaker A) left, `channel_b` (speaker B) right."""
+    write_stereo(path, channel_a, channel_b, sample_rate)
 
 
 def read_stereo_wav(path: str | Path) -> tuple[np.ndarray, int]:
@@ -326,7 +304,7 @@ def read_stereo_wav(path: str | Path) -> tuple[np.ndarray, int]:
         raise FormatError(path, f"not a readable WAV file: {exc}") from exc
     if width != 2:
         raise FormatError(path, f"expected 16-bit PCM, got {8 * width}-bit samples")
-    audio = np.frombuffer(raw, dtype="<i2").astype(np.float32) / PCM16_SCALE
+    audio = int16_to_float(np.frombuffer(raw, dtype="<i2"))
     if len(audio) != n * channels:
         raise FormatError(path, f"truncated: {len(audio)} samples for {n} frames x {channels} channels")
     return audio.reshape(n, channels), rate

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from kamevoice.clock import SAMPLE_RATE
+from kamevoice.audio import resample
 from kamevoice.data.dialogues import ASSISTANT, USER, Script
 from kamevoice.data.formats import AUDIO_DIR, TEXT_DIR, Word, write_stereo_wav, write_words
 from kamevoice.data.jobs import Item, Outcome
-from kamevoice.data.tts import TTSEngine, get_engine
-from kamevoice.data.tts.resample import resample
+from kamevoice.runtime.clock import SAMPLE_RATE
+from kamevoice.tts import TTSEngine, get_engine
 
 SPEAKER_OF = {USER: "A", ASSISTANT: "B"}
 

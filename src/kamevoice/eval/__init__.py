@@ -20,7 +20,7 @@ What happens (modules):
 - `judge`: FastChat single-answer grading (reference-guided for reasoning,
   multi-turn prompts for turn 2), N runs, raw outputs kept. Without a judge:
   the knowledge-word metric (`metrics`).
-- Latency per turn from the event log (`kamevoice.latency`) against the true end
+- Latency per turn from the event log (`kamevoice.runtime.latency`) against the true end
   of speech: reply onset, first oracle piece, first content word of the final
   oracle; medians with raw values (`runner.CLIPPING_NOTE` states the clipping).
 - `tiny` (`kamevoice eval tiny`): KAME-tiny's knowledge injection, held-out spoken

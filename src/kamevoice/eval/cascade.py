@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from kamevoice.backend.llm.base import ChatMessage
-from kamevoice.clock import FRAME_SECONDS
 from kamevoice.eval.mtbench import SpokenSession
+from kamevoice.runtime.clock import FRAME_SECONDS
 
 # Unmute's TTS streams as text arrives; ours synthesises whole chunks, so it
 # starts on the first sentence or on this many words, whichever comes first.
@@ -70,7 +70,7 @@ def first_chunk(text: str, final: bool) -> str | None:
 
 def run_cascade(spoken: SpokenSession, settings, tts, events_path: Path | None, realtime: bool = False):
     """Run the cascade over a spoken session; returns its `CascadeReply` per turn (None: no reply)."""
-    from kamevoice.virtual_loop import run_virtual
+    from kamevoice.runtime.virtual_loop import run_virtual
 
     def main():
         return _cascade(spoken, settings, tts, events_path, realtime)
@@ -81,8 +81,8 @@ def run_cascade(spoken: SpokenSession, settings, tts, events_path: Path | None, 
 async def _cascade(spoken, settings, tts, events_path, realtime):
     from kamevoice.backend.llm.factory import make_llm
     from kamevoice.backend.stt import make_stt
-    from kamevoice.clock import LoopClock
-    from kamevoice.events import EventLog
+    from kamevoice.runtime.clock import LoopClock
+    from kamevoice.runtime.events import EventLog
 
     loop = asyncio.get_running_loop()
     clock = LoopClock()
@@ -169,8 +169,8 @@ async def _cascade(spoken, settings, tts, events_path, realtime):
 
 def cascade_record(spec, spoken: SpokenSession, settings, tts, options, out_dir: Path) -> dict:
     """Run the cascade on one session and build its record (views `text` and `stt`)."""
+    from kamevoice.audio import write_stereo
     from kamevoice.eval.transcribe import transcribe
-    from kamevoice.filemode import write_stereo
 
     started = time.perf_counter()
     replies, _ = run_cascade(spoken, settings, tts, out_dir / "events.jsonl", options.realtime)

@@ -64,18 +64,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=mtbench_command)
 
-    from kamevoice.eval.tiny_command import register_tiny
+    from kamevoice.tiny.eval_command import register_tiny
 
     register_tiny(group)
 
 
 def mtbench_command(args: argparse.Namespace) -> int:
-    from kamevoice.assets import embedded_defaults
     from kamevoice.config import load_settings
     from kamevoice.errors import ConfigError
     from kamevoice.eval.mtbench import LayoutOptions, load_questions, parse_categories
     from kamevoice.eval.runner import EvalOptions, JudgeOptions, run_mtbench
     from kamevoice.eval.systems import RunOptions, parse_systems
+    from kamevoice.tiny.defaults import embedded_defaults
 
     # With no checkpoint: the embedded KAME-tiny and its knowledge base (see `embedded_defaults`).
     settings = load_settings()

@@ -170,7 +170,7 @@ class SpokenSession:
 
 def speak_session(question: Question, options: LayoutOptions = LayoutOptions(), engine=None) -> SpokenSession:
     """Synthesise every user turn and lay them out with the fixed reply window after each."""
-    from kamevoice.data.tts import get_engine
+    from kamevoice.tts import get_engine
 
     tts = engine or get_engine(options.tts)
     pieces: list[np.ndarray] = []

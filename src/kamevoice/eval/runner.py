@@ -192,7 +192,7 @@ def _one_session(spec, question, options, settings, records, state, work) -> dic
 
 def _tts(state: dict, layout: LayoutOptions):
     if "tts" not in state:
-        from kamevoice.data.tts import get_engine
+        from kamevoice.tts import get_engine
 
         state["tts"] = get_engine(layout.tts)
     return state["tts"]
@@ -201,9 +201,9 @@ def _tts(state: dict, layout: LayoutOptions):
 def load_eval_frontend(state: dict, options: EvalOptions, settings):
     """Load the front-end once per run, and only when a session needs it."""
     if "frontend" not in state:
-        from kamevoice.assets import default_checkpoint
         from kamevoice.frontend.generator import SamplingOptions
         from kamevoice.frontend.loading import load_frontend
+        from kamevoice.tiny.defaults import default_checkpoint
 
         fs = settings.frontend
         frontend = load_frontend(

@@ -6,7 +6,7 @@
 - `backend-text`: the back-end's final oracle of each turn in the KAME session,
   as text (no speech, no latency).
 - `kame-delay-<D>s`: KAME forced to stay silent until D s after each turn
-  (`kamevoice.eval.forcing`), for the latency-quality curve.
+  (`kamevoice.frontend.policies.silence`), for the latency-quality curve.
 
 Each run returns a JSON-able *session record*: the turns, the reply of each
 turn in every *view* of the system (`monologue`: the front-end's inner
@@ -91,10 +91,11 @@ class RunOptions:
 
 def run_frontend_session(spec, frontend, spoken: SpokenSession, settings, sampling, options, out_dir: Path):
     """Play a spoken session through file mode with `spec`'s front-end set-up; returns the record."""
+    from kamevoice.audio import write_stereo
     from kamevoice.backend.llm.factory import make_llm
     from kamevoice.backend.stt import make_stt
-    from kamevoice.eval.forcing import SilenceForcer, forced_windows, silence_codes
-    from kamevoice.filemode import run_file, write_stereo
+    from kamevoice.frontend.policies.silence import SilenceForcer, forced_windows, silence_codes
+    from kamevoice.runtime.filemode import run_file
 
     forcer = None
     if spec.delay_s is not None:
@@ -144,10 +145,10 @@ def frontend_record(spec: SystemSpec, spoken: SpokenSession, events: list[dict])
     """Replies, latencies and final oracles of a file-mode session, with the true turn spans.
 
     The STT's own `user_turn` events are replaced by the synthesiser's turns, so
-    `kamevoice.latency` measures from the true end of speech and each turn's
+    `kamevoice.runtime.latency` measures from the true end of speech and each turn's
     window runs to the next turn's first word.
     """
-    from kamevoice.latency import turn_latencies
+    from kamevoice.runtime.latency import turn_latencies
 
     truth = [
         {"t": t.end, "kind": "user_turn", "text": t.text, "start": t.start, "end": t.end}

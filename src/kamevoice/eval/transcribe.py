@@ -20,7 +20,7 @@ def transcribe(stt_settings, audio: np.ndarray, sample_rate: int) -> str:
 
     audio = np.asarray(audio, dtype=np.float32)
     if sample_rate not in SUPPORTED_RATES:
-        from kamevoice.backend.stt.resample import resample
+        from kamevoice.audio import resample
 
         audio, sample_rate = resample(audio, sample_rate, _STT_RATE), _STT_RATE
     if len(audio) == 0 or float(np.abs(audio).max()) == 0.0:

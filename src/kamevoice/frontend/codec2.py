@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from kamevoice.clock import FRAME_SAMPLES, SAMPLE_RATE
+from kamevoice.audio import float_to_int16, int16_to_float
 from kamevoice.errors import ConfigError, InputError
 from kamevoice.frontend.codec2_layout import DEFAULT_BITS_PER_CODEBOOK, MODE_FIELDS, FrameLayout
+from kamevoice.runtime.clock import FRAME_SAMPLES, SAMPLE_RATE
 
 __all__ = ["MODE_FIELDS", "Codec2Codec", "Codec2Options", "band_limit"]
 
@@ -49,8 +50,6 @@ FIR_TAPS = 96
 FIR_KAISER_BETA = 7.0
 # Cut-off (-6 dB): 3.6 kHz, under the 4 kHz Nyquist of codec 2's rate.
 FIR_CUTOFF_HZ = 3_600.0
-# Float audio in [-1, 1] <-> codec 2's int16.
-INT16_SCALE = 32_767.0
 # libcodec2 draws the phases of unvoiced harmonics from one process-wide LCG (`codec2_rand`,
 # state in a static `next`, initially 1), so decoded audio depends on every decode before it.
 # For the pinned build, the offsets of `codec2_rand` and `next` in the library (from its
@@ -209,7 +208,7 @@ class _Streams:
     def encode(self, pcm: np.ndarray) -> np.ndarray:
         """`[B, 1920]` float32 -> `[B, K]` int64."""
         narrow = self.down(pcm)
-        ints = np.clip(np.round(narrow * INT16_SCALE), -32768, 32767).astype(np.int16)
+        ints = float_to_int16(narrow)
         layout, n = self.codec.layout, self.codec._c2_samples
         packed = bytearray()
         for row, encoder in enumerate(self.encoders):
@@ -232,7 +231,7 @@ class _Streams:
                 for t in range(layout.c2_frames)
             ]
             self.phase_state[row] = random.swap(outside)
-            narrow[row] = np.concatenate(parts).astype(np.float32) / INT16_SCALE
+            narrow[row] = int16_to_float(np.concatenate(parts))
         return self.up(narrow).astype(np.float32)
 
 

@@ -16,7 +16,7 @@ has since stopped are stale and dropped (the cancel-scope pattern).
 The oracle reaches the model through `LMGen`'s per-step sum condition,
 exactly as `KameLM.forward` passes it in the batch pass. When the sampling asks
 for oracle following (`SamplingOptions.oracle_follow_bias`), the policy
-(`kamevoice.frontend.oracle_follow`) edits the text logits before the text
+(`kamevoice.frontend.policies.oracle_follow`) edits the text logits before the text
 token is drawn; recorded logits are the model's own.
 """
 
@@ -33,7 +33,7 @@ from moshi.models.lm import LMGen
 
 from kamevoice.errors import ConfigError, InputError
 from kamevoice.frontend.model import KameLM
-from kamevoice.frontend.oracle_follow import OracleFollower
+from kamevoice.frontend.policies.oracle_follow import OracleFollower
 from kamevoice.oracle.timeline import OracleIds, OracleTimeline
 
 # Messages a slot's inbox can hold: (generation, "begin", None) or (generation, "feed", tokens).
@@ -58,7 +58,7 @@ class SamplingOptions:
     top_k: int = 250
     text_temperature: float = 0.7
     text_top_k: int = 25
-    # Oracle following (`kamevoice.frontend.oracle_follow`): logit bias toward the oracle's next piece.
+    # Oracle following (`kamevoice.frontend.policies.oracle_follow`): logit bias toward the oracle's next piece.
     oracle_follow_bias: float = 0.0
 
     @classmethod

@@ -11,8 +11,8 @@ import torch
 from kamevoice.errors import CheckpointError
 from kamevoice.frontend.checkpoint import CheckpointFiles, load_lm, resolve_checkpoint
 from kamevoice.frontend.codec import AudioCodec, MimiCodec
+from kamevoice.frontend.device import resolve_device, resolve_dtype
 from kamevoice.frontend.model import KameLM
-from kamevoice.runtime import resolve_device, resolve_dtype
 
 
 @dataclass

@@ -26,17 +26,17 @@ from typing import Any
 
 from aiohttp import web
 
-from kamevoice.clock import LoopClock
 from kamevoice.config import Settings
-from kamevoice.engine import Engine, EngineOptions
-from kamevoice.events import EventLog
 from kamevoice.frontend.generator import SamplingOptions
-from kamevoice.metrics import CONTENT_TYPE, Metrics
+from kamevoice.runtime.clock import LoopClock
+from kamevoice.runtime.engine import Engine, EngineOptions
+from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.metrics import CONTENT_TYPE, Metrics
+from kamevoice.runtime.session import Session
 from kamevoice.server.access import origin_ok, token_ok
 from kamevoice.server.connection import Connection, connection_name
 from kamevoice.server.observe import ServerMetrics
 from kamevoice.server.protocol import AUDIO_FORMATS
-from kamevoice.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def default_backend(settings: Settings) -> BackendFactories:
     def knowledge_base() -> Any:
         # Each conversation gets its own provider; the read-only index (and its sentence encoder,
         # ~400 MB) is loaded once and shared, or memory would grow by that much per session.
-        from kamevoice.backend.llm.knowledge import KnowledgeBase
+        from kamevoice.knowledge.base import KnowledgeBase
 
         with lock:
             if "kb" not in shared:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import aiohttp
 import numpy as np
 
-from kamevoice.clock import FRAME_SAMPLES, SAMPLE_RATE
+from kamevoice.audio import pcm16_bytes, pcm16_from_bytes
+from kamevoice.runtime.clock import FRAME_SAMPLES, SAMPLE_RATE
 from kamevoice.server import protocol
 from kamevoice.server.protocol import Kind
 
@@ -124,7 +125,7 @@ class ChatClient:
     async def send_frame(self, frame: np.ndarray) -> None:
         """Send one 80 ms frame (1920 samples)."""
         if self.pcm16:
-            message = protocol.pack(Kind.PCM16, protocol.pcm16_encode(frame))
+            message = protocol.pack(Kind.PCM16, pcm16_bytes(frame))
         else:
             assert self._writer is not None
             message = protocol.pack(Kind.AUDIO, self._writer.append_pcm(frame))
@@ -192,7 +193,7 @@ class ChatClient:
                         self.got.audio_chunks.append(np.asarray(pcm, dtype=np.float32))
                         self.got.audio_times.append(now)
                 elif kind == Kind.PCM16:
-                    self.got.audio_chunks.append(protocol.pcm16_decode(payload))
+                    self.got.audio_chunks.append(pcm16_from_bytes(payload))
                     self.got.audio_times.append(now)
                 elif kind == Kind.TEXT:
                     self.got.text.append(payload.decode("utf-8"))

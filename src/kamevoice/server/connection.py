@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from kamevoice.clock import FRAME_SAMPLES, FRAME_SECONDS
-from kamevoice.errors import KameVoiceError
+from kamevoice.audio import pcm16_bytes, pcm16_from_bytes
+from kamevoice.errors import InputError, KameVoiceError
+from kamevoice.runtime.clock import FRAME_SAMPLES, FRAME_SECONDS
+from kamevoice.runtime.session import Session, SessionOutput
 from kamevoice.server import protocol
 from kamevoice.server.observe import ServerMetrics
 from kamevoice.server.ogg import check_pages
 from kamevoice.server.protocol import Kind, ProtocolError
-from kamevoice.session import Session, SessionOutput
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +190,10 @@ class Connection:
             await self._push(self._decode_opus(payload))
         elif kind == Kind.PCM16 and self.pcm16:
             try:
-                await self._push(protocol.pcm16_decode(payload))
-            except ProtocolError as exc:
+                pcm = pcm16_from_bytes(payload)
+            except InputError as exc:
                 raise ConversationEnded(f"bad audio: {exc}") from None
+            await self._push(pcm)
         elif kind == Kind.PING:
             self._send.put_nowait(protocol.pack(Kind.PING, payload))
         elif kind == Kind.CONTROL:
@@ -253,7 +255,7 @@ class Connection:
 
     def _encode_audio(self, pcm: np.ndarray) -> bytes:
         if self.pcm16:
-            return protocol.pack(Kind.PCM16, protocol.pcm16_encode(pcm))
+            return protocol.pack(Kind.PCM16, pcm16_bytes(pcm))
         assert self._writer is not None
         pages = self._writer.append_pcm(np.asarray(pcm, dtype=np.float32))
         return protocol.pack(Kind.AUDIO, pages) if pages else b""

@@ -14,9 +14,9 @@ from __future__ import annotations
 from prometheus_client import Gauge
 
 from kamevoice.backend.observe import LLMMetrics
-from kamevoice.engine import Engine
-from kamevoice.events import Event, EventLog
-from kamevoice.metrics import Metrics
+from kamevoice.runtime.engine import Engine
+from kamevoice.runtime.events import Event, EventLog
+from kamevoice.runtime.metrics import Metrics
 
 # Step-time buckets (seconds): a small model steps in a few ms, the 80 ms budget is the line that matters.
 STEP_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1, 0.12, 0.16, 0.25, 0.5, 1.0)

@@ -26,8 +26,6 @@ from __future__ import annotations
 import json
 from enum import IntEnum
 
-import numpy as np
-
 
 class Kind(IntEnum):
     """Message kinds (first byte of every binary message)."""
@@ -44,9 +42,6 @@ class Kind(IntEnum):
 
 #: Audio formats a client can ask for with `?audio=...`.
 AUDIO_FORMATS = ("opus", "pcm16")
-
-# int16 full scale, for the raw-audio conversion.
-INT16_SCALE = 32767.0
 
 
 class ProtocolError(ValueError):
@@ -79,15 +74,3 @@ def split(message: bytes) -> tuple[int, bytes]:
     if not message:
         raise ProtocolError("empty message (no kind byte)")
     return message[0], message[1:]
-
-
-def pcm16_encode(pcm: np.ndarray) -> bytes:
-    """float32 samples in [-1, 1] -> little-endian int16 bytes."""
-    return (np.clip(pcm, -1.0, 1.0) * INT16_SCALE).round().astype("<i2").tobytes()
-
-
-def pcm16_decode(payload: bytes) -> np.ndarray:
-    """Little-endian int16 bytes -> float32 samples; an odd byte count is a protocol error."""
-    if len(payload) % 2:
-        raise ProtocolError(f"raw audio: {len(payload)} bytes is not a whole number of int16 samples")
-    return np.frombuffer(payload, dtype="<i2").astype(np.float32) / INT16_SCALE

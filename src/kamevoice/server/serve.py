@@ -70,9 +70,9 @@ def _checkpoint_and_settings(args: argparse.Namespace):
 
 def serve_command(args: argparse.Namespace) -> int:
     """Handler of `kamevoice serve`."""
-    from kamevoice.assets import embedded_defaults
+    from kamevoice.frontend.device import apply_cpu_threads
     from kamevoice.frontend.loading import load_frontend
-    from kamevoice.runtime import apply_cpu_threads
+    from kamevoice.tiny.defaults import embedded_defaults
 
     checkpoint, settings = embedded_defaults(*_checkpoint_and_settings(args))
 

@@ -38,7 +38,7 @@ CODEC_EXTRA: dict[str, Any] = {"codec": "codec2", "codec_mode": 1200}
 # missed: on 40 held-out questions, 15% complete answers and 63% of key words against 12% and 50%.
 LM_GEN_CONFIG: dict[str, Any] = {"temp_text": 0.0}
 # Decoding the published checkpoint asks for in its `kamevoice` section (settings a user sets win):
-# oracle following (`kamevoice.frontend.oracle_follow`). The network alone said every key word of
+# oracle following (`kamevoice.frontend.policies.oracle_follow`). The network alone said every key word of
 # 19 of the 45 answers whose oracle held the fact (60 held-out questions outside the eval's first
 # 100, live back-end); with a bias of 5, 36 of 43; with 12, 40 of 43 (the rest cut off by the
 # reply window, or ended early).

@@ -96,7 +96,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _ship(args: argparse.Namespace) -> int:
-    from kamevoice.assets import TINY_DIR
+    from kamevoice.tiny.defaults import TINY_DIR
     from kamevoice.tiny.ship import ship_build
 
     dest = args.into or TINY_DIR
@@ -113,7 +113,7 @@ def _value_tokens(args: argparse.Namespace) -> int:
     if args.shards is not None:
         result = measure(args.checkpoint, args.shards, args.samples or DEFAULT_SAMPLES)
     else:
-        from kamevoice.assets import tiny_knowledge_base
+        from kamevoice.tiny.defaults import tiny_knowledge_base
 
         kb = args.kb or tiny_knowledge_base()
         result = measure_copy(args.checkpoint, kb, args.samples or DEFAULT_COPY_SAMPLES)

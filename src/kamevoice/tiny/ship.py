@@ -1,4 +1,4 @@
-"""Copy a finished `kamevoice tiny build` into the package's data (`kamevoice.assets`).
+"""Copy a finished `kamevoice tiny build` into the package's data (`kamevoice.tiny.defaults`).
 
 What ships: the published checkpoint (config.json, weights, tokenizer), the knowledge
 base its back-end answers from, the held-out questions `kamevoice eval tiny` plays,

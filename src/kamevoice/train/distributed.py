@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import nn
 
 from kamevoice.errors import ConfigError
-from kamevoice.runtime import resolve_device
+from kamevoice.frontend.device import resolve_device
 
 Strategy = Literal["single", "ddp", "fsdp"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kamevoice.backend.stt.measure import SENTENCES, Utterance, synthesise, synthesisers
+from kamevoice.eval.stt import SENTENCES, Utterance, synthesise, synthesisers
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

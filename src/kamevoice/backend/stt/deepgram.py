@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 import aiohttp
 import numpy as np
 
+from kamevoice.audio import float_to_int16
 from kamevoice.backend.stt.base import (
     ENGINE_RATE,
     Hypothesis,
@@ -33,12 +34,11 @@ from kamevoice.backend.stt.base import (
     STTError,
     STTStream,
     Word,
-    float_to_int16,
 )
 from kamevoice.backend.stt.settings import DeepgramSettings
-from kamevoice.clock import Clock
 from kamevoice.errors import ConfigError
-from kamevoice.events import EventLog
+from kamevoice.runtime.clock import Clock
+from kamevoice.runtime.events import EventLog
 
 # Where the key comes from when the settings hold none (Deepgram's own SDKs use this name).
 API_KEY_ENV = "DEEPGRAM_API_KEY"

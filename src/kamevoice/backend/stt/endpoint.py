@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kamevoice.audio import float_to_int16
 from kamevoice.backend.stt.settings import EndpointSettings
 
 # WebRTC's VAD takes 10, 20 or 30 ms frames; 30 ms is its most reliable size.
@@ -81,7 +82,7 @@ class Endpointer:
     def is_speech(self, frame: np.ndarray) -> bool:
         """Classify one frame."""
         if self._vad is not None:
-            pcm = (np.clip(frame, -1.0, 32767 / 32768) * 32768.0).astype(np.int16)
+            pcm = float_to_int16(frame)
             return bool(self._vad.is_speech(pcm.tobytes()))
         level = 10 * np.log10(float(np.mean(frame.astype(np.float64) ** 2)) + SILENCE_FLOOR)
         return level > self.settings.energy_threshold_db

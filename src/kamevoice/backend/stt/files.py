@@ -8,25 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kamevoice.audio import read_audio
 from kamevoice.backend.stt.base import Hypothesis, STTStream
-from kamevoice.clock import FRAME_SECONDS
-from kamevoice.errors import InputError
-
-
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read WAV, FLAC or OGG into float32 (frames,) if mono or (frames, channels); returns (audio, rate)."""
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"audio file {path} does not exist")
-    try:
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=False)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise InputError(f"cannot read audio file {path}: {exc}") from exc
-    if audio.size == 0:
-        raise InputError(f"audio file {path} holds no samples")
-    return audio, int(rate)
+from kamevoice.runtime.clock import FRAME_SECONDS
 
 
 async def stream_audio(

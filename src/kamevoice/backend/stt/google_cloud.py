@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from kamevoice.audio import float_to_int16
 from kamevoice.backend.stt.base import (
     ENGINE_RATE,
     Hypothesis,
@@ -31,12 +32,11 @@ from kamevoice.backend.stt.base import (
     STTError,
     STTStream,
     Word,
-    float_to_int16,
 )
 from kamevoice.backend.stt.settings import GoogleSettings
-from kamevoice.clock import Clock
 from kamevoice.errors import ConfigError
-from kamevoice.events import EventLog
+from kamevoice.runtime.clock import Clock
+from kamevoice.runtime.events import EventLog
 
 METHOD = "/google.cloud.speech.v1.Speech/StreamingRecognize"
 # Scope Application Default Credentials need for Speech-to-Text.

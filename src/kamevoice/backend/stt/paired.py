@@ -21,9 +21,9 @@ from kamevoice.backend.stt.endpoint import SpeechAudio, SpeechEnd, SpeechEvent, 
 from kamevoice.backend.stt.settings import EndpointSettings, SphinxSettings, WhisperSettings
 from kamevoice.backend.stt.sphinx import SphinxSTT
 from kamevoice.backend.stt.whisper import decode, load_model
-from kamevoice.clock import Clock
 from kamevoice.errors import ConfigError
-from kamevoice.events import EventLog
+from kamevoice.runtime.clock import Clock
+from kamevoice.runtime.events import EventLog
 
 
 class PairedSTT(SphinxSTT):

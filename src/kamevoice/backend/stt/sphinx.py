@@ -11,7 +11,7 @@ built here from a text corpus (`corpus` / `corpus_text`, via
 stream then reports only those phrases).
 
 Measured word error rates are in this package's README.md
-(`python -m kamevoice.backend.stt.measure` prints them).
+(`python -m kamevoice.eval.stt` prints them).
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from kamevoice.backend.stt.base import Hypothesis, STTError, STTStream, Word, float_to_int16
+from kamevoice.audio import float_to_int16
+from kamevoice.backend.stt.base import Hypothesis, STTError, STTStream, Word
 from kamevoice.backend.stt.endpoint import Endpointer, SpeechAudio, SpeechEnd, SpeechEvent, SpeechStart
 from kamevoice.backend.stt.settings import EndpointSettings, SphinxSettings
-from kamevoice.clock import Clock
 from kamevoice.errors import ConfigError
-from kamevoice.events import EventLog
+from kamevoice.runtime.clock import Clock
+from kamevoice.runtime.events import EventLog
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from kamevoice.backend.stt.base import ENGINE_RATE, Hypothesis, STTError, STTStream, Word
 from kamevoice.backend.stt.settings import STTSettings
-from kamevoice.clock import Clock
-from kamevoice.events import EventLog
+from kamevoice.runtime.clock import Clock
+from kamevoice.runtime.events import EventLog
 
 # The child runs at a lower CPU priority than the frame loop: on a small machine a Whisper
 # decode (hundreds of ms on every core) would otherwise push frame steps past their 80 ms.

@@ -30,9 +30,9 @@ import numpy as np
 from kamevoice.backend.stt.base import ENGINE_RATE, Hypothesis, STTError, STTStream, Word
 from kamevoice.backend.stt.endpoint import Endpointer, SpeechAudio, SpeechEnd, SpeechStart
 from kamevoice.backend.stt.settings import EndpointSettings, WhisperSettings
-from kamevoice.clock import Clock
 from kamevoice.errors import ConfigError
-from kamevoice.events import EventLog
+from kamevoice.runtime.clock import Clock
+from kamevoice.runtime.events import EventLog
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass
 
-from kamevoice.events import Event
+from kamevoice.runtime.events import Event
 
 # Silence (no front-end piece) that separates one stretch of speech from the next.
 GAP_S = 0.4

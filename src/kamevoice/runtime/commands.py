@@ -84,7 +84,7 @@ def demo_question() -> tuple[str, list[str]]:
     """The default demo question (the first held-out tiny question) and its key answer words."""
     import json
 
-    from kamevoice.assets import tiny_held_out_questions
+    from kamevoice.tiny.defaults import tiny_held_out_questions
 
     with open(tiny_held_out_questions(), encoding="utf-8") as f:
         first = json.loads(f.readline())
@@ -98,9 +98,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
     import numpy as np
     import soundfile as sf
 
-    from kamevoice.assets import embedded_defaults
     from kamevoice.backend.oracle_run import run_oracle_file
-    from kamevoice.data.tts import get_engine
+    from kamevoice.tiny.defaults import embedded_defaults
+    from kamevoice.tts import get_engine
 
     settings = _settings(args)
     _, settings = embedded_defaults(args.checkpoint or settings.frontend.checkpoint, settings)
@@ -129,14 +129,14 @@ def _settings(args: argparse.Namespace):
 
 
 def run_file_command(args: argparse.Namespace) -> int:
-    from kamevoice.assets import embedded_defaults
+    from kamevoice.audio import read_audio
     from kamevoice.backend.llm.factory import make_llm
     from kamevoice.backend.stt import make_stt
-    from kamevoice.backend.stt.files import read_audio
-    from kamevoice.filemode import run_file, write_outputs
+    from kamevoice.frontend.device import apply_cpu_threads
     from kamevoice.frontend.generator import SamplingOptions
     from kamevoice.frontend.loading import load_frontend
-    from kamevoice.runtime import apply_cpu_threads
+    from kamevoice.runtime.filemode import run_file, write_outputs
+    from kamevoice.tiny.defaults import embedded_defaults
 
     settings = _settings(args)
     checkpoint, settings = embedded_defaults(args.checkpoint or settings.frontend.checkpoint, settings)

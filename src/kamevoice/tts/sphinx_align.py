@@ -14,10 +14,10 @@ import threading
 
 import numpy as np
 
-from kamevoice.data.tts import WordSpan
-from kamevoice.data.tts.resample import resample
-from kamevoice.data.tts.tokens import tokenize
+from kamevoice.audio import pcm16_bytes, resample
 from kamevoice.errors import ConfigError, InputError
+from kamevoice.tts import WordSpan
+from kamevoice.tts.tokens import tokenize
 
 # PocketSphinx works on 10 ms frames.
 ALIGN_FRAME_S = 0.01
@@ -57,7 +57,7 @@ class PocketSphinxAligner:
         for token, word in zip(tokens, words, strict=True):
             if not word or self._decoder.lookup_word(word) is None:
                 raise InputError(f"cannot align {token!r}: not in PocketSphinx's dictionary")
-        pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+        pcm = pcm16_bytes(audio)
         with self._lock:
             segments = self._segments(self._decoder, pcm, words)
             if isinstance(segments, str):

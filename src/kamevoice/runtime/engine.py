@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from kamevoice.clock import FRAME_SECONDS
 from kamevoice.errors import InputError
 from kamevoice.frontend.codec import AudioCodec
 from kamevoice.frontend.generator import BatchedGenerator, SamplingOptions, SlotHandle
 from kamevoice.frontend.model import KameLM
+from kamevoice.runtime.clock import FRAME_SECONDS
 
 # User frames a conversation may have queued before the paced loop steps early to catch up:
 # two frames (160 ms) absorb ordinary network jitter without extra steps.

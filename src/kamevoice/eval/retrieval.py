@@ -129,7 +129,7 @@ def transcribe(
     from kamevoice.backend.stt.paired import PairedSTT
     from kamevoice.backend.stt.settings import WhisperSettings
     from kamevoice.backend.stt.whisper import load_model
-    from kamevoice.data.tts import get_engine
+    from kamevoice.tts import get_engine
 
     tts = get_engine("espeak")
     whisper = WhisperSettings(cpu_threads=whisper_threads)
@@ -234,7 +234,7 @@ def evaluate(
     """
     import time
 
-    from kamevoice.backend.llm.knowledge import KnowledgeBase
+    from kamevoice.knowledge.base import KnowledgeBase
 
     if transcripts_path is not None and transcripts_path.is_file():
         transcripts = read_transcripts(transcripts_path)

@@ -25,6 +25,7 @@ import httpx
 import numpy as np
 from pydantic import Field
 
+from kamevoice.audio import decode_pcm16, decode_wav
 from kamevoice.backend.llm.base import (
     ConnectionDroppedError,
     MalformedResponseError,
@@ -34,11 +35,10 @@ from kamevoice.backend.llm.base import (
     RequestRejectedError,
     ServerError,
 )
-from kamevoice.data.tts import Synthesis
-from kamevoice.data.tts.audio_bytes import decode_pcm16, decode_wav
-from kamevoice.data.tts.sphinx_align import WordTimer
 from kamevoice.errors import ConfigError
 from kamevoice.section import Section
+from kamevoice.tts import Synthesis
+from kamevoice.tts.sphinx_align import WordTimer
 
 PROVIDER = "openai-tts"
 # The hosted API always needs a key; compatible local servers usually take none.

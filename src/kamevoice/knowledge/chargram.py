@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import sparse
 
-from kamevoice.backend.llm.bm25 import Hit
+from kamevoice.knowledge.bm25 import Hit
 
 # N-gram lengths: 2 catches short names' few letters, 4 keeps common English words apart.
 DEFAULT_SIZES = (2, 3, 4)

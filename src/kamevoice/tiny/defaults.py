@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kamevoice.errors import ConfigError
 
-TINY_DIR = Path(__file__).resolve().parent / "tiny"
+TINY_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny"
 TINY_CHECKPOINT = TINY_DIR / "checkpoint"
 TINY_KB = TINY_DIR / "kb.jsonl"
 TINY_HELD_OUT = TINY_DIR / "qa_held_out.jsonl"
@@ -68,8 +68,8 @@ def tiny_back_end(settings, kb: str | Path | None = None, extra_delay_s: float =
     voices, and a session's CPU per second of audio went 0.90 -> 0.61 without them (`kamevoice
     bench tiny`); the retrieval reads the same Whisper finals either way.
     """
-    from kamevoice.backend.llm.settings import with_knowledge_base
     from kamevoice.backend.stt import whisper_available
+    from kamevoice.knowledge.settings import with_knowledge_base
     from kamevoice.tiny.knowledge import NO_MATCH_REPLY
 
     settings = with_knowledge_base(
@@ -108,7 +108,7 @@ def embedded_defaults(checkpoint: str | Path | None, settings):
     torch thread unless a count was chosen (`tiny_frontend`). A given checkpoint changes nothing.
     Returns `(checkpoint, settings)`; `settings` is copied, never changed.
     """
-    from kamevoice.backend.llm.settings import EXAMPLE_KB_PATH
+    from kamevoice.knowledge.settings import EXAMPLE_KB_PATH
 
     if checkpoint:
         return str(checkpoint), settings

@@ -11,7 +11,7 @@ played through file mode on the virtual clock once per *condition*:
 - `live`: the knowledge-base back-end over the KB, as served (STT -> scheduler -> oracle);
 - `no-oracle`: the front-end alone (no STT, no LLM: the oracle stream stays PAD);
 - `live-no-follow`: `live` with the oracle-following decoding policy off
-  (`kamevoice.frontend.oracle_follow`; KAME-tiny's checkpoint turns it on): what the
+  (`kamevoice.frontend.policies.oracle_follow`; KAME-tiny's checkpoint turns it on): what the
   network alone makes of its oracle;
 - `delay-D`: the live back-end with its time to first token D seconds longer, so
   its oracle reaches the front-end about D s later than live (the report shows the
@@ -31,7 +31,7 @@ own final oracle is scored the same way (did the right fact reach the front-end 
 
 Results are resumable: one record per (condition, question) under
 `OUT/sessions/COND/ID/record.json`, fingerprinted with everything it depends on;
-the report (`kamevoice.eval.tiny_report`) and `OUT/config.json` are rewritten each run.
+the report (`kamevoice.tiny.eval_report`) and `OUT/config.json` are rewritten each run.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ class TinyEvalOptions:
 
 def condition_settings(settings, kb: Path, condition: Condition):
     """The settings of one condition: the KB provider over `kb`, its first token `delay_s` later."""
-    from kamevoice.assets import tiny_back_end
+    from kamevoice.tiny.defaults import tiny_back_end
 
     return tiny_back_end(settings, kb, extra_delay_s=condition.delay_s)
 
@@ -191,7 +191,7 @@ def run_tiny_eval(questions: list[HeldOutQuestion], options: TinyEvalOptions, se
     """Run (or resume) every (condition, question) session; write the report; return results and work."""
     from tqdm import tqdm
 
-    from kamevoice.eval.tiny_report import write_report
+    from kamevoice.tiny.eval_report import write_report
 
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
@@ -261,7 +261,7 @@ def _one_session(condition, question, options: TinyEvalOptions, settings, state:
     from kamevoice.eval.systems import RunOptions, SystemSpec, run_frontend_session
 
     if "tts" not in state:
-        from kamevoice.data.tts import get_engine
+        from kamevoice.tts import get_engine
 
         state["tts"] = get_engine("espeak")
     voice, rate = voice_of(question.id, state["tts"].voices())

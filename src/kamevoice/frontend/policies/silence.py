@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kamevoice.clock import FRAME_SECONDS
+from kamevoice.runtime.clock import FRAME_SECONDS
 
 # Frames of silence encoded to find the codec's silence codes: enough for the
 # encoder's receptive field to see nothing but zeros around the middle frame.

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from kamevoice.clock import FRAME_SECONDS, LoopClock
-from kamevoice.engine import Engine, EngineOptions
-from kamevoice.events import EventLog
+from kamevoice.audio import resample, to_mono, write_stereo
 from kamevoice.frontend.generator import SamplingOptions
-from kamevoice.latency import summarize, turn_latencies
-from kamevoice.session import Session, SessionOutput
-from kamevoice.virtual_loop import run_virtual
+from kamevoice.runtime.clock import FRAME_SECONDS, LoopClock
+from kamevoice.runtime.engine import Engine, EngineOptions
+from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.latency import summarize, turn_latencies
+from kamevoice.runtime.session import Session, SessionOutput
+from kamevoice.runtime.virtual_loop import run_virtual
 
 # Silence played after the file so the reply can finish (seconds).
 DEFAULT_TAIL_S = 4.0
@@ -48,13 +48,6 @@ class FileRunResult:
     sample_rate: int
     events: list[dict]
     transcript: dict[str, Any] = field(default_factory=dict)
-
-
-def _to_mono_24k(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
-    from kamevoice.backend.stt.resample import resample
-
-    mono = audio.mean(axis=1) if audio.ndim == 2 else audio
-    return resample(mono.astype(np.float32), rate, target) if rate != target else mono.astype(np.float32)
 
 
 async def _session_run(
@@ -77,7 +70,7 @@ async def _session_run(
         stt.events, stt.clock = events, clock
     engine = Engine(frontend.model, codec, EngineOptions(max_sessions=1, sampling=sampling, paced=realtime))
     if on_engine is not None:
-        on_engine(engine)  # e.g. evaluation hooks on the generator (kamevoice.eval.forcing)
+        on_engine(engine)  # e.g. evaluation hooks on the generator (kamevoice.frontend.policies.silence)
     model_frames: dict[int, np.ndarray] = {}
 
     def on_output(out: SessionOutput) -> None:
@@ -167,7 +160,7 @@ def run_file(
     if frontend.codec is None:
         raise ValueError("file mode needs a front-end with its codec loaded")
     torch.manual_seed(seed)
-    mono = _to_mono_24k(audio, audio_rate, frontend.codec.sample_rate)
+    mono = resample(to_mono(audio), audio_rate, frontend.codec.sample_rate)
 
     def main():
         return _session_run(
@@ -175,19 +168,6 @@ def run_file(
         )
 
     return asyncio.run(main()) if realtime else run_virtual(main)
-
-
-def write_stereo(path: str | Path, left: np.ndarray, right: np.ndarray, rate: int) -> None:
-    """16-bit stereo WAV: `left` (user) and `right` (model)."""
-    n = max(len(left), len(right))
-    stereo = np.zeros((n, 2), dtype=np.float32)
-    stereo[: len(left), 0], stereo[: len(right), 1] = left, right
-    pcm = (np.clip(stereo, -1, 1) * 32767).round().astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
 
 
 def write_outputs(

@@ -18,7 +18,7 @@ with its word times), `llm_*` (from the scheduler), `oracle_begin`,
 entered the model, with its frame), `text` (a front-end piece with its
 frame), `reply_onset` (the first piece after a pause of `GAP_S`), `frame_stats`,
 `session_end`. Latency per turn is computed from this
-log (`kamevoice.latency`).
+log (`kamevoice.runtime.latency`).
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 
 from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
-from kamevoice.clock import FRAME_SECONDS
-from kamevoice.engine import Engine, EngineStream, FrameResult
-from kamevoice.events import EventLog
-from kamevoice.latency import GAP_S
 from kamevoice.oracle.pieces import IncrementalTokenizer
+from kamevoice.runtime.clock import FRAME_SECONDS
+from kamevoice.runtime.engine import Engine, EngineStream, FrameResult
+from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.latency import GAP_S
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class Session:
         if r.text_id not in SILENT_TEXT_IDS and 0 <= r.text_id < self.tokenizer.vocab_size():
             piece = self.tokenizer.id_to_piece(r.text_id)
             if self._last_text_t is None or t_frame - self._last_text_t >= GAP_S:
-                # A new stretch of speech begins (the rule `kamevoice.latency` uses for reply onsets).
+                # A new stretch of speech begins (the rule `kamevoice.runtime.latency` uses for reply onsets).
                 self.events.emit("reply_onset", frame=r.step, frame_t=t_frame)
             self._last_text_t = t_frame
             self.events.emit("text", frame=r.step, frame_t=t_frame, id=r.text_id, piece=piece)

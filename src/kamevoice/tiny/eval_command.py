@@ -10,7 +10,7 @@ from pathlib import Path
 
 def register_tiny(group: argparse._SubParsersAction) -> None:
     """Add `tiny` to the `eval` group (nothing heavy is imported here)."""
-    from kamevoice.eval.tiny import DEFAULT_CONDITIONS, DEFAULT_LIMIT, REPLY_WINDOW_S
+    from kamevoice.tiny.eval import DEFAULT_CONDITIONS, DEFAULT_LIMIT, REPLY_WINDOW_S
 
     p = group.add_parser(
         "tiny",
@@ -42,11 +42,11 @@ def register_tiny(group: argparse._SubParsersAction) -> None:
 
 
 def tiny_command(args: argparse.Namespace) -> int:
-    from kamevoice.assets import default_checkpoint, tiny_held_out_questions, tiny_knowledge_base
     from kamevoice.config import load_settings
     from kamevoice.errors import ConfigError
-    from kamevoice.eval.tiny import TinyEvalOptions, load_held_out, parse_conditions, run_tiny_eval
-    from kamevoice.eval.tiny_report import headline
+    from kamevoice.tiny.defaults import default_checkpoint, tiny_held_out_questions, tiny_knowledge_base
+    from kamevoice.tiny.eval import TinyEvalOptions, load_held_out, parse_conditions, run_tiny_eval
+    from kamevoice.tiny.eval_report import headline
 
     if args.limit < 1:
         raise ConfigError("--limit must be at least 1")

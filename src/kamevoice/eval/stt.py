@@ -1,6 +1,6 @@
 """Measure the local STT engines on synthetic speech: word error rate, partial lag, time per call.
 
-    python -m kamevoice.backend.stt.measure [--engines sphinx,sphinx-task,whisper,paired] [--realtime]
+    python -m kamevoice.eval.stt [--engines sphinx,sphinx-task,whisper,paired] [--realtime]
 
 Speech is made on the spot with flite (voice `slt`, 16 kHz) and espeak-ng
 (22.05 kHz), the same sentences for every engine, each with 1 s of leading
@@ -124,7 +124,7 @@ def _make_stream(engine: str):
 
 async def _measure(engine: str, utts: list[Utterance], realtime: bool) -> dict[str, float]:
     from kamevoice.backend.stt.files import transcribe_file
-    from kamevoice.events import EventLog
+    from kamevoice.runtime.events import EventLog
 
     errors, ref_words, compute, first_partial, final_after, calls = 0.0, 0, 0.0, [], [], []
     for u in utts:

@@ -60,7 +60,7 @@ def _kb_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace):
-    from kamevoice.backend.llm.settings import KnowledgeSettings
+    from kamevoice.knowledge.settings import KnowledgeSettings
 
     fields: dict[str, Any] = {
         "format": args.format,
@@ -120,8 +120,8 @@ def _eval(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from kamevoice.backend.llm.knowledge import KnowledgeBase
     from kamevoice.errors import InputError
+    from kamevoice.knowledge.base import KnowledgeBase
 
     kb = KnowledgeBase.load(_settings(args))
     pairs = []
@@ -148,8 +148,8 @@ def _eval(args: argparse.Namespace) -> int:
 def _eval_spoken(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kamevoice.backend.llm.spoken_eval import evaluate
     from kamevoice.errors import InputError
+    from kamevoice.eval.retrieval import evaluate
 
     retrievers = [r.strip() for r in args.retrievers.split(",") if r.strip()]
     unknown = set(retrievers) - {"bm25", "chargram", "embedding", "auto"}

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from kamevoice.clock import Clock, WallClock
+from kamevoice.runtime.clock import Clock, WallClock
 
 Event = dict[str, Any]
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kamevoice.data.tts import Synthesis, WordSpan
-from kamevoice.data.tts.tokens import token_at, tokenize
+from kamevoice.audio import int16_to_float
 from kamevoice.errors import ConfigError, InputError
+from kamevoice.tts import Synthesis, WordSpan
+from kamevoice.tts.tokens import token_at, tokenize
 
 # espeak-ng C API constants (speak_lib.h).
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -186,11 +187,7 @@ class EspeakEngine:
         text = unicodedata.normalize("NFC", text)
         wpm = round(min(MAX_WPM, max(MIN_WPM, self.options.base_wpm * rate)))
         capture = self._lib.synth(text, voice or self.options.default_voice, wpm)
-        audio = (
-            np.concatenate(capture.chunks).astype(np.float32) / 32768.0
-            if capture.chunks
-            else np.zeros(0, np.float32)
-        )
+        audio = int16_to_float(np.concatenate(capture.chunks)) if capture.chunks else np.zeros(0, np.float32)
         return Synthesis(audio, self._lib.sample_rate, self._word_spans(text, capture.events, len(audio)))
 
     def _word_spans(

@@ -63,15 +63,15 @@ def get_engine(name: str = "espeak", **settings: Any) -> TTSEngine:
     if name in ("espeak", "flite") and settings:
         raise ConfigError(f"TTS engine {name!r} takes no settings (got {', '.join(sorted(settings))})")
     if name == "espeak":
-        from kamevoice.data.tts.espeak import EspeakEngine
+        from kamevoice.tts.espeak import EspeakEngine
 
         return EspeakEngine()
     if name == "flite":
-        from kamevoice.data.tts.flite import FliteEngine
+        from kamevoice.tts.flite import FliteEngine
 
         return FliteEngine()
     if name == "piper":
-        from kamevoice.data.tts.piper import PiperEngine, PiperOptions
+        from kamevoice.tts.piper import PiperEngine, PiperOptions
 
         try:
             options = PiperOptions(**settings)
@@ -81,7 +81,7 @@ def get_engine(name: str = "espeak", **settings: Any) -> TTSEngine:
     if name == "openai":
         from pydantic import ValidationError
 
-        from kamevoice.data.tts.openai_tts import OpenAITTSEngine, OpenAITTSSettings
+        from kamevoice.tts.openai_tts import OpenAITTSEngine, OpenAITTSSettings
 
         try:
             return OpenAITTSEngine(OpenAITTSSettings(**settings))
