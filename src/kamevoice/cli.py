@@ -19,6 +19,7 @@ import kamevoice
 # Modules that contribute subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "kamevoice.runtime.commands",
+    "kamevoice.server.commands",
     "kamevoice.frontend.commands",
     "kamevoice.bench.commands",
     "kamevoice.data.commands",

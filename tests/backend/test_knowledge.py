@@ -20,6 +20,7 @@ from kamevoice.knowledge.base import KnowledgeBase, resolve_retriever
 from kamevoice.knowledge.bm25 import BM25Index, stem, terms
 from kamevoice.knowledge.minilm import packaged_model_dir
 from kamevoice.knowledge.settings import EXAMPLE_KB_PATH, KnowledgeSettings
+from kamevoice.runtime.messages import EventKind
 
 DATA = Path(__file__).parent / "data"
 PARAPHRASES = [json.loads(line) for line in (DATA / "faq_paraphrases.jsonl").read_text().splitlines() if line]
@@ -240,4 +241,4 @@ async def test_scheduler_streams_kb_answers_like_an_llm(sink):
     assert sink.final(1) == (settings.fallback_reply, False)
     text, cancelled = sink.final(2)
     assert text.startswith("Students get 10 percent off") and not cancelled
-    assert log.of_kind("llm_first_token")[1]["from_start_s"] >= 0.05
+    assert log.of_kind(EventKind.LLM_FIRST_TOKEN)[1]["from_start_s"] >= 0.05

@@ -26,6 +26,7 @@ from kamevoice.backend.llm.settings import OpenAICompatSettings
 from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
 from kamevoice.runtime.clock import WallClock
 from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.messages import EventKind
 
 from .conftest import RecordingSink
 
@@ -119,14 +120,14 @@ async def test_scheduler_gets_oracles_from_a_real_server_and_cancels_stale_ones(
             provider, sink, settings=SchedulerSettings(debounce_s=0.05, max_wait_s=0.2), events=log
         )
         sched.on_transcript("hello what is the", False)
-        while not log.of_kind("llm_request"):
+        while not log.of_kind(EventKind.LLM_REQUEST):
             await asyncio.sleep(0.01)
         sched.on_transcript("hello what is the capital of France", True)  # supersedes the first
         await asyncio.wait_for(sched.wait_idle(), 60)
-    gens = [e["gen"] for e in log.of_kind("llm_request")]
+    gens = [e["gen"] for e in log.of_kind(EventKind.LLM_REQUEST)]
     assert gens == [1, 2]
-    assert [e["gen"] for e in log.of_kind("llm_cancel")] == [1]
+    assert [e["gen"] for e in log.of_kind(EventKind.LLM_CANCEL)] == [1]
     final = sink.final(2)
     assert final is not None and final[0].strip() and final[1] is False
-    (first,) = [e for e in log.of_kind("llm_first_token") if e["gen"] == 2]
+    (first,) = [e for e in log.of_kind(EventKind.LLM_FIRST_TOKEN) if e["gen"] == 2]
     print(f"\noracle from SmolLM2: first token {first['from_start_s']:.2f} s after the request: {final[0]!r}")

@@ -11,6 +11,7 @@ from kamevoice.backend.llm.base import ChatMessage, LLMProvider
 from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
 from kamevoice.runtime.clock import WallClock
 from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.messages import CancelWhy, EventKind
 
 from .conftest import RecordingSink, make_provider
 from .vendor_server import Step
@@ -66,7 +67,7 @@ async def test_growth_by_two_words_triggers_a_request(sink):
     sched.on_transcript("what time do you", False)
     await sched.wait_idle()
     assert len(llm.calls) == 2
-    requests = log.of_kind("llm_request")
+    requests = log.of_kind(EventKind.LLM_REQUEST)
     assert [(e["gen"], e["reason"], e["words"]) for e in requests] == [(1, "growth", 2), (2, "growth", 4)]
     assert sink.final(2) == ("We open at nine.", False)
 
@@ -90,7 +91,7 @@ async def test_final_result_triggers_even_without_growth(sink):
     assert llm.calls == []
     sched.on_transcript("hello", True)
     await sched.wait_idle()
-    assert [e["reason"] for e in log.of_kind("llm_request")] == ["final"]
+    assert [e["reason"] for e in log.of_kind(EventKind.LLM_REQUEST)] == ["final"]
     sched.on_transcript("", True)  # an empty final adds nothing
     await sched.wait_idle()
     assert len(llm.calls) == 1
@@ -119,7 +120,7 @@ async def test_a_final_result_starts_without_the_debounce(sink):
     t = log.clock.now()
     sched.on_transcript("so what time do you open", True)
     await sched.wait_idle()
-    (request,) = log.of_kind("llm_request")
+    (request,) = log.of_kind(EventKind.LLM_REQUEST)
     assert request["reason"] == "final" and request["t"] - t < 0.05
     assert llm.calls[0][1][-1].content == "so what time do you open"
 
@@ -132,7 +133,7 @@ async def test_debounce_never_delays_a_due_request_beyond_max_wait(sink):
         sched.on_transcript(" ".join(["word"] * n), False)
         await asyncio.sleep(0.1)
     await sched.wait_idle()
-    starts = [e["t"] for e in log.of_kind("llm_request")]
+    starts = [e["t"] for e in log.of_kind(EventKind.LLM_REQUEST)]
     assert starts[0] - t0 == pytest.approx(0.3, abs=0.08)
     assert len(starts) >= 3
 
@@ -145,12 +146,12 @@ async def test_rate_cap_defers_starts_beyond_the_limit(sink):
         sched.on_transcript(f"question number {n}", True)
         await asyncio.sleep(0.02)
     await sched.wait_idle()
-    starts = [e["t"] - t0 for e in log.of_kind("llm_request")]
+    starts = [e["t"] - t0 for e in log.of_kind(EventKind.LLM_REQUEST)]
     # Two start at once; the rest are coalesced into one start when the window frees up.
     assert len(starts) == 3
     assert starts[1] < 0.1
     assert starts[2] == pytest.approx(0.6, abs=0.08)
-    assert log.of_kind("llm_deferred")
+    assert log.of_kind(EventKind.LLM_DEFERRED)
     # Any 0.6 s window holds at most two starts.
     assert all(b - a >= 0.59 for a, b in zip(starts, starts[2:], strict=False))
     assert llm.calls[-1][1][-1].content.endswith("question number 4")
@@ -164,8 +165,14 @@ async def test_new_request_cancels_the_one_in_flight(sink):
     sched.on_transcript("second question", True)
     await sched.wait_idle()
     assert llm.closed_early == [0]
-    cancel = log.of_kind("llm_cancel")
-    assert cancel and cancel[0]["gen"] == 1 and cancel[0]["why"] == "new request 2" and cancel[0]["began"]
+    cancel = log.of_kind(EventKind.LLM_CANCEL)
+    assert (
+        cancel
+        and cancel[0]["gen"] == 1
+        and cancel[0]["why"] == CancelWhy.NEWER_REQUEST
+        and cancel[0]["by"] == 2
+        and cancel[0]["began"]
+    )
     text, cancelled = sink.final(1)
     assert cancelled and 0 < len(text) < len(llm.reply)
     assert sink.final(2) == (llm.reply, False)
@@ -186,7 +193,7 @@ async def test_cancelled_request_closes_the_vendor_connection(vendor_server, pro
     assert not server.requests[0].finished and server.requests[1].finished
     assert sink.final(2) == ("Our shops open at nine.", False)
     assert sink.final(1)[1] is True
-    assert [e["gen"] for e in log.of_kind("llm_cancel")] == [1]
+    assert [e["gen"] for e in log.of_kind(EventKind.LLM_CANCEL)] == [1]
 
 
 async def test_newest_wins_a_slow_old_stream_never_reaches_the_sink(vendor_server, providers, sink, api_key):
@@ -203,7 +210,7 @@ async def test_newest_wins_a_slow_old_stream_never_reaches_the_sink(vendor_serve
     await sched.wait_idle()
     assert [c for c in sink.calls if c[1] == 1] == []  # gen 1 never began
     assert sink.final(2) == ("new answer.", False)
-    superseded = log.of_kind("llm_superseded")
+    superseded = log.of_kind(EventKind.LLM_SUPERSEDED)
     assert [(e["gen"], e["by"], e["began"]) for e in superseded] == [(1, 2, False)]
     await asyncio.wait_for(server.requests[0].disconnected.wait(), 2.0)
 
@@ -227,7 +234,7 @@ async def test_newer_answer_supersedes_an_older_one_already_streaming(sink):
     # After gen 2 began, gen 1 only gets its `end`, never another update.
     assert [c[0] for c in sink.calls[begin2:] if c[1] == 1] == ["end"]
     assert sink.final(1)[1] is True and sink.final(2) == ("new answer", False)
-    assert log.of_kind("llm_superseded")[0]["began"] is True
+    assert log.of_kind(EventKind.LLM_SUPERSEDED)[0]["began"] is True
 
 
 async def test_prompt_carries_both_sides_and_the_pending_partial(sink):
@@ -295,7 +302,7 @@ async def test_close_cancels_everything_and_ends_the_sink(sink):
         await asyncio.sleep(0.01)
     await sched.aclose()
     assert sink.final(1)[1] is True
-    assert log.of_kind("llm_cancel")[0]["why"] == "closed"
+    assert log.of_kind(EventKind.LLM_CANCEL)[0]["why"] == CancelWhy.CLOSED
     sched.on_transcript("more words after close", True)
     await asyncio.sleep(0.05)
     assert len(llm.calls) == 1
@@ -307,10 +314,10 @@ async def test_first_token_latency_is_measured_from_the_change_and_the_start(sin
     t = log.clock.now()
     sched.on_transcript("opening hours please", True, t=t - 0.5)  # the STT stamped it 0.5 s ago
     await sched.wait_idle()
-    (first,) = log.of_kind("llm_first_token")
+    (first,) = log.of_kind(EventKind.LLM_FIRST_TOKEN)
     assert first["from_start_s"] == pytest.approx(0.2, abs=0.06)
     assert first["from_change_s"] == pytest.approx(0.5 + 0.2, abs=0.08)  # a final skips the debounce
-    (done,) = log.of_kind("llm_done")
+    (done,) = log.of_kind(EventKind.LLM_DONE)
     assert done["deltas"] == 4 and done["words"] == 4
 
 
@@ -325,7 +332,7 @@ async def test_a_failing_sink_degrades_the_request_not_the_scheduler():
     sched, log = make(ScriptedLLM(), sink, **NO_WAIT)
     sched.on_transcript("first question", True)
     await sched.wait_idle()
-    (error,) = log.of_kind("llm_error")
+    (error,) = log.of_kind(EventKind.LLM_ERROR)
     assert error["error"] == "internal" and "display went away" in error["message"]
     assert sink.final(1)[1] is True
     sched.on_transcript("second question", True)

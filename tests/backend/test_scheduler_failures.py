@@ -10,6 +10,7 @@ from kamevoice.backend.observe import LLMMetrics
 from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
 from kamevoice.runtime.clock import WallClock
 from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.messages import EventKind
 from kamevoice.runtime.metrics import Metrics
 
 from .conftest import VENDORS, make_provider
@@ -43,15 +44,15 @@ async def test_429_then_success_is_retried_within_the_same_request(vendor, vendo
     await sched.wait_idle()
     assert len(server.requests) == 2
     assert sink.generations("begin") == [1] and sink.final(1) == (FULL, False)
-    (error,) = log.of_kind("llm_error")
+    (error,) = log.of_kind(EventKind.LLM_ERROR)
     assert (error["error"], error["retry"], error["will_retry"], error["status"]) == (
         "rate_limited",
         0,
         True,
         429,
     )
-    assert log.of_kind("llm_first_token")[0]["attempt"] == 1
-    assert not log.of_kind("oracle_unavailable")
+    assert log.of_kind(EventKind.LLM_FIRST_TOKEN)[0]["attempt"] == 1
+    assert not log.of_kind(EventKind.ORACLE_UNAVAILABLE)
 
 
 # (failure, its error kind, whether the scheduler retries it)
@@ -79,16 +80,16 @@ async def test_failure_degrades_to_no_oracle_then_recovers(
     sched.on_transcript("when do you open", True)
     await sched.wait_idle()
     assert sink.calls == []  # no oracle at all
-    errors = log.of_kind("llm_error")
+    errors = log.of_kind(EventKind.LLM_ERROR)
     assert [e["error"] for e in errors] == [kind] * attempts
     assert [e["will_retry"] for e in errors] == [True] * (attempts - 1) + [False]
-    assert log.of_kind("oracle_unavailable")[0]["error"] == kind
+    assert log.of_kind(EventKind.ORACLE_UNAVAILABLE)[0]["error"] == kind
     assert metrics.errors.labels(kind)._value.get() == attempts
 
     sched.on_transcript("when do you open on sundays", True)  # the next trigger works again
     await sched.wait_idle()
     assert sink.generations("begin") == [2] and sink.final(2) == (FULL, False)
-    assert log.of_kind("oracle_recovered")[0]["gen"] == 2
+    assert log.of_kind(EventKind.ORACLE_RECOVERED)[0]["gen"] == 2
     assert len(server.requests) == attempts + 1
 
 
@@ -105,7 +106,7 @@ async def test_failure_after_text_keeps_the_partial_oracle_and_is_not_retried(
     await sched.wait_idle()
     assert sink.final(1) == ("Our shops ", True)  # what arrived stays; no more will come
     assert len(server.requests) == 1
-    assert not log.of_kind("oracle_unavailable")
+    assert not log.of_kind(EventKind.ORACLE_UNAVAILABLE)
     sched.on_transcript("and on sundays please", True)
     await sched.wait_idle()
     assert sink.final(2) == (FULL, False)
@@ -118,5 +119,5 @@ async def test_unreachable_server_degrades_without_raising(providers, sink):
     sched.on_transcript("hello are you there", True)
     await sched.wait_idle()
     assert sink.calls == []
-    assert [e["error"] for e in log.of_kind("llm_error")] == ["dropped", "dropped"]
-    assert log.of_kind("oracle_unavailable")
+    assert [e["error"] for e in log.of_kind(EventKind.LLM_ERROR)] == ["dropped", "dropped"]
+    assert log.of_kind(EventKind.ORACLE_UNAVAILABLE)

@@ -14,7 +14,9 @@ from kamevoice.data.augment import NO_AUGMENT, AugmentOptions, augment_oracles
 from kamevoice.data.formats import Word, read_oracle_events, read_words
 from kamevoice.data.shard_build import build_shards
 from kamevoice.data.shards import SampleOptions, ShardDataset, read_example
-from kamevoice.oracle.timeline import OracleEvent, OracleIds, layout_oracle
+from kamevoice.frontend.model import text_ids_for
+from kamevoice.oracle.ids import TextIds
+from kamevoice.oracle.timeline import OracleEvent, layout_oracle
 from tests.data.helpers import SAMPLE_DIR, write_finetune_item
 from tests.frontend.helpers import SMALL_TEST_LM, save_codec_checkpoint
 
@@ -26,7 +28,7 @@ class WordTokenizer:
         return [10 + len(w) for w in text.split()]
 
 
-IDS = OracleIds(start=999, pad=3)
+IDS = TextIds(pad=3, end_of_padding=0, start=999)
 
 
 def test_text_alignment_rules():
@@ -36,13 +38,13 @@ def test_text_alignment_rules():
         Word("B", "two words", 2.04, 2.6),
         Word("B", "late", 2.05, 2.3),
     ]
-    ids, dropped = align_text(words, WordTokenizer(), 40, "B")
+    ids, dropped = align_text(words, WordTokenizer(), 40, "B", IDS)
     assert ids[22] == 12  # floor(1.82 / 0.08) = 22
     assert ids[25] == 13 and ids[26] == 15  # 2.04 s -> frame 25; second piece on the next free frame
     assert ids[27] == 14  # "late" starts at frame 25, taken: next free frame
     assert ids[21] == 0 and ids[24] == 0  # end-of-padding on the frame before a piece
     assert ids[23] == 3 and ids[0] == 3 and dropped == 0
-    _, dropped = align_text(words, WordTokenizer(), 26, "B")
+    _, dropped = align_text(words, WordTokenizer(), 26, "B", IDS)
     assert dropped == 2
 
 
@@ -130,7 +132,7 @@ def test_shards_end_to_end_with_resume_and_a_corrupt_item(tmp_path, codec_checkp
     index = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
     assert sorted(i for e in index for i in e["ids"]) == ["item0", "item1", "item2"]
 
-    ids = OracleIds(start=SMALL_TEST_LM["text_card"], pad=3)
+    ids = text_ids_for(SMALL_TEST_LM)
     ds = ShardDataset(out, ids, SampleOptions(seq_len=20, audio_codebooks=2, augment=NO_AUGMENT))
     sample = ds.sample(ds.entries.index(next(e for e in ds.entries if e[1] == "item0")))
     assert sample["codes"].shape == (5, 20) and sample["oracle"].shape == (20,)

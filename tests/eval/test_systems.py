@@ -16,6 +16,7 @@ from kamevoice.eval.systems import (
     parse_systems,
     run_frontend_session,
 )
+from kamevoice.runtime.messages import EventKind
 
 FAST = RunOptions(transcribe=False, save_audio=False)
 
@@ -54,7 +55,7 @@ def test_cascade_answers_each_turn_after_its_end(spoken, tmp_path):
     for turn in record["per_turn"]:
         # End of turn (STT endpoint silence) + the simulated LLM's first words + TTS: after the user stopped.
         assert 0.5 < turn["latency_s"] < 3.0
-    assert (tmp_path / "events.jsonl").read_text().count("cascade_first_audio") == 2
+    assert (tmp_path / "events.jsonl").read_text().count(EventKind.CASCADE_FIRST_AUDIO) == 2
     text_only = backend_text_record(
         SystemSpec("backend-text", "backend-text"), {**record, "final_oracles": [first, second]}
     )
@@ -62,8 +63,8 @@ def test_cascade_answers_each_turn_after_its_end(spoken, tmp_path):
 
 
 def test_forced_delay_shifts_the_measured_latency_by_the_delay(tiny_checkpoint, spoken, tmp_path):
-    from kamevoice.frontend.generator import SamplingOptions
     from kamevoice.frontend.loading import load_frontend
+    from kamevoice.frontend.sampling import SamplingOptions
 
     settings = load_settings()
     frontend = load_frontend(tiny_checkpoint, device="cpu")

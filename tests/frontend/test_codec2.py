@@ -182,14 +182,14 @@ def _codec2_lm_kwargs(codec: Codec2Codec) -> dict:
 
 
 def _run_engine(model, codec, sessions: int) -> dict[int, list]:
-    from kamevoice.frontend.generator import SamplingOptions
+    from kamevoice.frontend.sampling import SamplingOptions
     from kamevoice.runtime.engine import Engine, EngineOptions
 
     results = {i: [] for i in range(sessions)}
     options = EngineOptions(max_sessions=2, sampling=SamplingOptions(greedy=True), paced=False)
     with Engine(model, codec, options) as engine:
         streams = [engine.open(results[i].append) for i in range(sessions)]
-        engine._handle_requests()
+        engine.admit()
         for i, s in enumerate(streams):
             s.push(_speechlike(i, 6))
             s.end_input()

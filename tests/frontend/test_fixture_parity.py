@@ -63,7 +63,7 @@ def test_legacy_checkpoint_matches_reference_without_oracle(fixture_lm, codes, r
 def test_all_pad_oracle_gives_published_figures(fixture_lm, codes, reference):
     # A legacy checkpoint has no oracle_emb: it must have been copied from text_emb.
     assert torch.equal(fixture_lm.oracle_emb.weight, fixture_lm.text_emb.weight)
-    pad = torch.full((codes.shape[0], codes.shape[2]), fixture_lm.oracle_pad_id, dtype=torch.long)
+    pad = torch.full((codes.shape[0], codes.shape[2]), fixture_lm.text_ids.pad, dtype=torch.long)
     out = fixture_lm(codes, oracle=pad)
     assert (reference["mask"] == out.mask).all()
     assert (reference["text_mask"] == out.text_mask).all()
@@ -74,7 +74,7 @@ def test_all_pad_oracle_gives_published_figures(fixture_lm, codes, reference):
 @torch.no_grad()
 def test_oracle_changes_the_output(fixture_lm, codes):
     """The oracle must reach the transformer: different ids, different logits."""
-    pad = torch.full((3, 7), fixture_lm.oracle_pad_id, dtype=torch.long)
+    pad = torch.full((3, 7), fixture_lm.text_ids.pad, dtype=torch.long)
     other = pad.clone()
     other[:, 2] = 17
     a = fixture_lm(codes, oracle=pad).text_logits

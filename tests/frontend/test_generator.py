@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from kamevoice.errors import InputError
-from kamevoice.frontend.generator import BatchedGenerator, SamplingOptions
+from kamevoice.frontend.generator import BatchedGenerator
+from kamevoice.frontend.sampling import SamplingOptions
 from kamevoice.oracle.timeline import OracleEvent, layout_oracle
 from tests.frontend.helpers import small_lm
 
@@ -72,11 +73,11 @@ def test_streaming_equals_batch_forward_with_oracle_reset(model):
         out, events = _run(gen, h, user, SCRIPT, steps, 0)
 
     # The ids the model read, in frame coordinates (step s reads frame s - 1), are the timeline's layout.
-    assert out[0]["oracle"] == model.oracle_start_id
+    assert out[0]["oracle"] == model.text_ids.start
     streamed = [o["oracle"] for o in out[1 : T + 1]]
     laid_out = layout_oracle(events, T, gen.oracle_ids)
     assert streamed == laid_out.tolist()
-    assert streamed.count(model.oracle_start_id) == 2 and 13 in streamed and 20 in streamed
+    assert streamed.count(model.text_ids.start) == 2 and 13 in streamed and 20 in streamed
 
     # Rebuild the full token grid the generator produced, and teacher-force it through forward().
     delay = max(model.delays)
@@ -199,7 +200,8 @@ def test_bad_inputs_are_named(model):
 
 
 def test_sampling_reads_the_checkpoint_unless_the_settings_chose(monkeypatch):
-    from kamevoice.config import FrontendSettings, Settings
+    from kamevoice.config import Settings
+    from kamevoice.frontend.settings import FrontendSettings
 
     tiny = {"temp_text": 0.0, "top_k_text": 5}
     plain = SamplingOptions.from_settings(FrontendSettings())
@@ -215,8 +217,9 @@ def test_sampling_reads_the_checkpoint_unless_the_settings_chose(monkeypatch):
 
 
 def test_oracle_following_reads_the_checkpoints_section_unless_the_settings_chose(monkeypatch):
-    from kamevoice.config import FrontendSettings, Settings
+    from kamevoice.config import Settings
     from kamevoice.errors import ConfigError
+    from kamevoice.frontend.settings import FrontendSettings
 
     assert SamplingOptions.from_settings(FrontendSettings()).oracle_follow_bias == 0.0  # off by default
     tiny = {"codec": "codec2", "oracle_follow_bias": 4}

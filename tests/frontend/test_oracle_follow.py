@@ -6,8 +6,10 @@ import random
 
 import torch
 
-from kamevoice.frontend.generator import BatchedGenerator, SamplingOptions
+from kamevoice.frontend.generator import BatchedGenerator
 from kamevoice.frontend.policies.oracle_follow import OracleFollower
+from kamevoice.frontend.sampling import SamplingOptions
+from kamevoice.oracle.ids import TextIds
 from tests.frontend.helpers import small_lm
 
 START, PAD, EPAD = 1000, 3, 0
@@ -18,14 +20,17 @@ ORACLE = [LET, ME, CHECK, DOT, THE, PINK, CANYON, PILLOW, COSTS, TWO, HUNDRED, D
 SEE, PRODUCT, SIX = 30, 31, 32
 
 
+IDS = TextIds(pad=PAD, end_of_padding=EPAD, start=START)
+
+
 def _follower(bias: float = 5.0) -> OracleFollower:
-    return OracleFollower(2, bias, start_id=START, pad_id=PAD)
+    return OracleFollower(2, bias, IDS)
 
 
 def _read(f: OracleFollower, ids, slot: int = 0) -> None:
-    f.read(slot, START)
-    for i in ids:
-        f.read(slot, i)
+    f.read_oracle(slot, 0, START)
+    for step, i in enumerate(ids, start=1):
+        f.read_oracle(slot, step, i)
 
 
 def _logits(top: int, rows: int = 2) -> torch.Tensor:
@@ -49,14 +54,14 @@ def test_the_model_is_nudged_to_the_oracles_next_piece_only_when_it_speaks():
     for piece in (LET, ME, CHECK, DOT, THE):
         f.said(0, piece)
     logits = _logits(PRODUCT)
-    f.nudge(logits, [0])
+    f.on_text_logits(logits, [0])
     assert logits[0].argmax() == PINK and logits[0, PINK] == 5.0  # in place
     for timing in (PAD, EPAD):  # the model chose to wait or to end a word: untouched
         logits = _logits(timing)
-        f.nudge(logits, [0])
+        f.on_text_logits(logits, [0])
         assert logits[0].argmax() == timing and logits[0, PINK] == 0
     logits = _logits(PRODUCT)
-    f.nudge(logits, [1])  # slot 1 has no oracle: untouched, and slot 0 is not listed
+    f.on_text_logits(logits, [1])  # slot 1 has no oracle: untouched, and slot 0 is not listed
     assert logits[0].argmax() == PRODUCT and logits[1].argmax() == PRODUCT
     assert f.states[0].nudged == 1 and f.states[1].nudged == 0
 
@@ -67,7 +72,7 @@ def test_a_piece_not_yet_read_is_never_expected():
     for piece in (LET, ME, CHECK, DOT, THE):
         f.said(0, piece)
     assert f.expected(0) is None
-    f.read(0, PINK)
+    f.read_oracle(0, 6, PINK)
     assert f.expected(0) == PINK
 
 
@@ -101,25 +106,34 @@ def test_a_new_oracle_resets_the_cursor_and_the_end_of_one_stops_the_nudge():
     assert f.expected(0) == PINK
 
 
+def test_expected_has_no_side_effects():
+    f = _follower()
+    _read(f, ORACLE)
+    f.said(0, DOT)
+    before = (f.states[0].cursor, list(f.states[0].oracle))
+    assert f.expected(0) == f.expected(0) == THE
+    assert (f.states[0].cursor, list(f.states[0].oracle)) == before
+
+
 def test_bias_zero_is_off():
     f = _follower(bias=0.0)
     _read(f, ORACLE)
     f.said(0, DOT)
     logits = _logits(PRODUCT)
-    f.nudge(logits, [0])
+    f.on_text_logits(logits, [0])
     assert not f.enabled and logits[0].argmax() == PRODUCT
 
 
 class _RecordingFollower(OracleFollower):
     """The policy, noting at each step what it expected of the one slot and what the model preferred."""
 
-    def __init__(self, bias: float, start_id: int, pad_id: int):
-        super().__init__(1, bias, start_id, pad_id)
+    def __init__(self, bias: float, ids: TextIds):
+        super().__init__(1, bias, ids)
         self.steps: list[tuple[int, int | None]] = []
 
-    def nudge(self, logits, slots):
+    def on_text_logits(self, logits, slots):
         self.steps.append((int(logits[0].argmax()), self.expected(0)))
-        super().nudge(logits, slots)
+        super().on_text_logits(logits, slots)
 
 
 @torch.no_grad()
@@ -133,8 +147,8 @@ def test_a_streaming_model_with_a_large_bias_says_its_oracle_in_order():
     random.Random(0).shuffle(pieces)
 
     def run(bias: float) -> tuple[int, int]:
-        gen = BatchedGenerator(model, 1, SamplingOptions(greedy=True, oracle_follow_bias=bias))
-        gen.follower = _RecordingFollower(bias, gen.oracle_ids.start, gen.oracle_ids.pad)
+        follower = _RecordingFollower(bias, model.text_ids)
+        gen = BatchedGenerator(model, 1, SamplingOptions(greedy=True), policies=[follower])
         said = []
         with gen:
             handle = gen.start()
@@ -142,7 +156,7 @@ def test_a_streaming_model_with_a_large_bias_says_its_oracle_in_order():
             gen.feed_oracle(handle, pieces)
             for _ in range(60):
                 said.append(int(gen.step(torch.zeros(1, model.n_q - model.dep_q, dtype=torch.long)).text[0]))
-        chances = [(s, e) for s, (top, e) in zip(said, gen.follower.steps, strict=True)
+        chances = [(s, e) for s, (top, e) in zip(said, follower.steps, strict=True)
                    if e is not None and top not in (PAD, EPAD)]  # fmt: skip
         return sum(s == e for s, e in chances), len(chances)
 

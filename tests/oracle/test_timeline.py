@@ -7,9 +7,10 @@ import random
 import numpy as np
 import pytest
 
-from kamevoice.oracle.timeline import OracleEvent, OracleIds, OracleTimeline, TimelineStats, layout_oracle
+from kamevoice.oracle.ids import TextIds
+from kamevoice.oracle.timeline import OracleEvent, OracleTimeline, TimelineStats, layout_oracle
 
-IDS = OracleIds(start=100, pad=3)
+IDS = TextIds(pad=3, end_of_padding=0, start=100)
 S, P = IDS.start, IDS.pad
 
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from kamevoice.frontend.generator import SamplingOptions
+from kamevoice.frontend.sampling import SamplingOptions
 from kamevoice.runtime.engine import Engine, EngineOptions
 from tests.frontend.helpers import make_test_codec, small_lm
 
@@ -48,7 +48,7 @@ def _run_unpaced(parts, plan, max_sessions):
                     streams[name] = engine.open(_collect(out[name]))
                     streams[name].push(_speech(hash(name) % 7, frames))
                     streams[name].end_input()
-            engine._handle_requests()
+            engine.admit()
             for name, (join, frames, script) in plan.items():
                 local = g - join
                 if name in streams and local in script:
@@ -81,7 +81,7 @@ def test_batched_conversations_equal_solo_runs_with_joins_and_leaves(parts):
             else:
                 np.testing.assert_allclose(x.pcm, y.pcm, atol=1e-4)
     # The oracle really entered: a start id at the frame after it was sent.
-    assert together["a"][3].oracle_id == parts[0].oracle_start_id
+    assert together["a"][3].oracle_id == parts[0].text_ids.start
 
 
 def test_paced_engine_runs_on_its_own_thread_and_counts_underruns(parts):

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import wave
 
 import numpy as np
 
 from kamevoice.audio import read_audio
-from kamevoice.backend.llm.factory import make_llm
-from kamevoice.backend.stt import make_stt
+from kamevoice.backend.factory import backend_from_settings
 from kamevoice.cli import main
 from kamevoice.config import load_settings
 from kamevoice.frontend.loading import load_frontend
+from kamevoice.runtime.events import read_events
 from kamevoice.runtime.filemode import run_file
+from kamevoice.runtime.messages import EventKind
 
 
 def _run(checkpoint, wav, events_path=None, seed=1):
@@ -24,12 +26,10 @@ def _run(checkpoint, wav, events_path=None, seed=1):
         frontend,
         audio,
         rate,
-        stt=make_stt(settings.stt),
-        llm=make_llm(settings.llm),
+        backend=backend_from_settings(settings),
         events_path=events_path,
         tail_s=2.0,
         seed=seed,
-        scheduler_settings=settings.scheduler,
     )
 
 
@@ -42,16 +42,16 @@ def test_file_run_wires_stt_oracle_and_frontend_deterministically(tiny_checkpoin
     events = first.events
     # The STT heard the user, the scheduler asked the knowledge base, the answer entered the model.
     assert first.transcript["user"] and "saturday" in first.transcript["user"][-1]["text"].lower()
-    begins = [e for e in events if e["kind"] == "oracle_begin"]
-    pieces = [e for e in events if e["kind"] == "oracle_piece"]
+    begins = [e for e in events if e["kind"] == EventKind.ORACLE_BEGIN]
+    pieces = [e for e in events if e["kind"] == EventKind.ORACLE_PIECE]
     assert begins and pieces
     assert any("10" in text or "ten" in text.lower() for text in first.transcript["oracles"])
     # Every oracle piece entered at or after the frame of an oracle start (start id first, then tokens).
     starts = [e["frame"] for e in pieces if e.get("start")]
     assert starts and all(e["frame"] > starts[0] for e in pieces if not e.get("start"))
     # Reply onsets are logged live: each is the first piece after a pause, at a text piece's frame.
-    onsets = [e["frame"] for e in events if e["kind"] == "reply_onset"]
-    text_frames = [e["frame"] for e in events if e["kind"] == "text"]
+    onsets = [e["frame"] for e in events if e["kind"] == EventKind.REPLY_ONSET]
+    text_frames = [e["frame"] for e in events if e["kind"] == EventKind.FRONTEND_TEXT]
     assert onsets and onsets[0] == text_frames[0] and set(onsets) <= set(text_frames)
     # Events were written as JSONL as they happened.
     logged = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
@@ -61,10 +61,10 @@ def test_file_run_wires_stt_oracle_and_frontend_deterministically(tiny_checkpoin
     # Same seed, same everything that the model and the back-end decided.
     second = _run(tiny_checkpoint, question_wav)
     for kind, keys in [
-        ("text", ("frame", "id")),
-        ("oracle_piece", ("frame", "id", "start")),
-        ("stt_final", ("t", "text")),
-        ("llm_request", ("t", "gen")),
+        (EventKind.FRONTEND_TEXT, ("frame", "id")),
+        (EventKind.ORACLE_PIECE, ("frame", "id", "start")),
+        (EventKind.STT_FINAL, ("t", "text")),
+        (EventKind.LLM_REQUEST, ("t", "gen")),
     ]:
         assert _kinds(first.events, kind, keys) == _kinds(second.events, kind, keys), kind
     np.testing.assert_array_equal(first.model, second.model)
@@ -96,16 +96,38 @@ def test_run_command_writes_stereo_events_and_transcript(tiny_checkpoint, questi
     transcript = json.loads(tr.read_text())
     assert {"user", "assistant", "oracles", "latency"} <= set(transcript)
     assert "clipping" in transcript["latency"]
-    assert ev.read_text().count('"kind": "session_end"') == 1
+    assert [e["kind"] for e in read_events(ev)].count(EventKind.SESSION_END) == 1
 
 
-def test_oracle_command_prints_partials_and_a_growing_oracle(question_wav, capsys, tmp_path):
+def test_oracle_command_prints_partials_and_a_growing_oracle(question_wav, capsys, tmp_path, monkeypatch):
+    from kamevoice.knowledge.settings import EXAMPLE_KB_PATH
+
+    # The question is the example FAQ's; the paired STT gives partials (KAME-tiny's default
+    # back-end listens with Whisper finals only).
+    monkeypatch.setenv("KAMEVOICE_STT__PROVIDER", "paired")
     events = tmp_path / "oracle.jsonl"
-    assert main(["oracle", str(question_wav), "--json", str(events)]) == 0
+    assert main(["oracle", str(question_wav), "--kb", str(EXAMPLE_KB_PATH), "--json", str(events)]) == 0
     out = capsys.readouterr().out
     assert "partial:" in out and "oracle #" in out
-    kinds = {json.loads(line)["kind"] for line in events.read_text().splitlines()}
-    assert {"stt_partial", "stt_final", "llm_request", "llm_first_token"} <= kinds
+    logged = [json.loads(line) for line in events.read_text().splitlines()]
+    kinds = {e["kind"] for e in logged}
+    assert {
+        EventKind.STT_PARTIAL,
+        EventKind.STT_FINAL,
+        EventKind.LLM_REQUEST,
+        EventKind.LLM_FIRST_TOKEN,
+        EventKind.ORACLE_BEGIN,
+        EventKind.ORACLE_END,
+    } <= kinds
+    # The oracle's text as it grows, in the JSON events too (not only the printed lines).
+    by_gen: dict[int, list[str]] = {}
+    for e in logged:
+        if e["kind"] == EventKind.ORACLE_TEXT:
+            by_gen.setdefault(e["gen"], []).append(e["text"])
+    longest = max(by_gen.values(), key=len)
+    assert len(longest) >= 3 and all(b.startswith(a) for a, b in itertools.pairwise(longest))
+    done = [e for e in logged if e["kind"] == EventKind.ORACLE_END and not e["cancelled"]]
+    assert done and done[-1]["text"] == by_gen[done[-1]["gen"]][-1]
 
 
 def test_demo_asks_the_embedded_kame_tiny_a_held_out_question(capsys, monkeypatch, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kamevoice.config import load_settings
-from kamevoice.frontend.generator import SamplingOptions
+from kamevoice.frontend.sampling import SamplingOptions
 from tests.runtime.conftest import question_wav, tiny_checkpoint  # noqa: F401 - fixtures shared with runtime
 
 GREEDY = SamplingOptions(greedy=True)

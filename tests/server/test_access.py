@@ -9,6 +9,7 @@ import aiohttp
 import numpy as np
 import pytest
 
+from kamevoice.runtime.messages import EventKind
 from kamevoice.server.client import ChatClient, Rejected
 from tests.server.conftest import running_server
 
@@ -60,7 +61,7 @@ async def test_busy_beyond_max_sessions_then_free_again(frontend, tmp_path):
         for line in (
             'kamevoice_sessions_rejected_total{why="busy"} 2.0',
             "kamevoice_sessions_started_total 2.0",
-            'kamevoice_sessions_ended_total{reason="client closed"} 2.0',
+            'kamevoice_sessions_ended_total{reason="client_closed"} 2.0',
         ):
             assert line in metrics, line
         for name in (
@@ -77,8 +78,8 @@ async def test_busy_beyond_max_sessions_then_free_again(frontend, tmp_path):
     logs = sorted(tmp_path.glob("*.jsonl"))
     assert len(logs) == 2
     events = [json.loads(line) for line in logs[0].read_text().splitlines()]
-    assert events[0]["kind"] == "session_start"
-    assert events[-1]["kind"] == "session_end" and events[-1]["reason"] == "client closed"
+    assert events[0]["kind"] == EventKind.SESSION_START
+    assert events[-1]["kind"] == EventKind.SESSION_END and events[-1]["reason"] == "client closed"
 
 
 async def _wait(predicate, timeout: float = 10.0) -> bool:
@@ -136,7 +137,7 @@ async def test_pcm16_sessions_and_the_page_are_served(frontend):
             assert client.got.events == []  # events=0: no metadata at all
         async with ChatClient.connect(url, pcm16=True) as client:
             await _speak(client, 0.8)
-            assert await client.wait_for(lambda c: c.events_of("frame_stats"), 10)
+            assert await client.wait_for(lambda c: c.events_of(EventKind.FRAME_STATS), 10)
         status, page = await _get(url + "/")
         assert status == 200 and "<html" in page.lower()
         for asset in ("app.js", "style.css", "capture-worklet.js"):
@@ -154,7 +155,7 @@ async def test_an_idle_client_is_ended_and_told_why(frontend, tmp_path):
         assert await _wait(lambda: not srv.connections)
     (log,) = tmp_path.glob("*.jsonl")
     end = json.loads(log.read_text().splitlines()[-1])
-    assert end["kind"] == "session_end" and end["reason"].startswith("idle")
+    assert end["kind"] == EventKind.SESSION_END and end["reason"].startswith("idle")
 
 
 def test_defaults_bind_loopback_only(monkeypatch):

@@ -45,7 +45,7 @@ def test_no_checkpoint_means_the_embedded_tiny_model(
 
 def test_serve_uses_the_configured_checkpoint(no_model_configured, loaded, monkeypatch, tmp_path):
     """A checkpoint from the environment is what `serve` loads (flags win over it)."""
-    from kamevoice.server import serve
+    from kamevoice.startup import settings_from_args
 
     monkeypatch.setenv("KAMEVOICE_FRONTEND__CHECKPOINT", str(tmp_path / "from-env"))
     with pytest.raises(SystemExit):
@@ -53,8 +53,8 @@ def test_serve_uses_the_configured_checkpoint(no_model_configured, loaded, monke
     with pytest.raises(SystemExit):
         main(["serve", "--checkpoint", str(tmp_path / "from-flag")])
     assert loaded == [str(tmp_path / "from-env"), str(tmp_path / "from-flag")]
-    settings = serve.settings_from_args(
-        type("A", (), {"host": "0.0.0.0", "port": 9, "max_sessions": 3, "token": "t", "log_dir": None})()
+    settings = settings_from_args(
+        {"host": "0.0.0.0", "port": 9, "max_sessions": 3, "token": "t", "log_dir": None}
     )
     assert (settings.server.host, settings.server.port, settings.server.max_sessions) == ("0.0.0.0", 9, 3)
     assert settings.server.token.get_secret_value() == "t"
@@ -89,14 +89,30 @@ def test_tiny_back_end_listens_with_whisper_finals_when_left_on_auto():
     assert Settings().stt.provider == "auto"  # the caller's settings are not changed
 
 
+def test_the_configured_llm_provider_is_kept_with_the_embedded_model():
+    """An LLM chosen in the settings answers; the embedded default only brings its catalogue."""
+    from kamevoice.config import Settings
+    from kamevoice.startup import resolve
+    from kamevoice.tiny.defaults import tiny_knowledge_base
+
+    chosen = resolve(Settings(llm={"provider": "openai"}))
+    assert chosen.llm.provider == "openai"
+    default = resolve(Settings())
+    assert (default.llm.provider, str(default.llm.knowledge.path)) == (
+        "knowledge",
+        str(tiny_knowledge_base()),
+    )
+
+
 def test_embedded_tiny_runs_on_one_torch_thread_unless_told():
     from kamevoice.config import Settings
     from kamevoice.frontend.device import apply_cpu_threads
     from kamevoice.tiny.defaults import embedded_defaults, tiny_frontend
 
-    _, tiny = embedded_defaults(None, Settings())
+    tiny = embedded_defaults(Settings())
     assert tiny.frontend.cpu_threads == 1
-    _, given = embedded_defaults("some/checkpoint", Settings())
+    assert tiny.frontend.checkpoint == str(tiny_checkpoint())
+    given = embedded_defaults(Settings(frontend={"checkpoint": "some/checkpoint"}))
     assert given.frontend.cpu_threads == 0  # another model: torch's default
     base = Settings()
     chosen = base.model_copy(update={"frontend": base.frontend.model_copy(update={"cpu_threads": 2})})

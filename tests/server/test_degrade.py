@@ -6,12 +6,13 @@ import asyncio
 
 import numpy as np
 
+from kamevoice.backend.factory import Backend
 from kamevoice.backend.llm.base import LLMProvider, RequestRejectedError
 from kamevoice.backend.llm.factory import make_llm
 from kamevoice.backend.stt import STTError, make_stt
 from kamevoice.backend.stt.base import STTStream
 from kamevoice.config import load_settings
-from kamevoice.server.app import BackendFactories
+from kamevoice.runtime.messages import EventKind
 from kamevoice.server.client import ChatClient
 from tests.server.conftest import running_server
 
@@ -47,7 +48,7 @@ async def test_stt_and_llm_failures_stay_in_their_sessions(frontend, question_24
         return BrokenSTT(events=events) if len(order) == 2 else make_stt(settings.stt, events=events)
 
     llms = iter([BrokenLLM(), make_llm(settings.llm), make_llm(settings.llm)])
-    backend = BackendFactories(stt=stt, llm=lambda: next(llms))
+    backend = Backend(stt=stt, llm=lambda: next(llms))
     audio = np.concatenate([question_24k, np.zeros(48_000, np.float32)])
 
     async def talk(client: ChatClient, *until: str) -> None:
@@ -63,18 +64,18 @@ async def test_stt_and_llm_failures_stay_in_their_sessions(frontend, question_24
         ChatClient.connect(url) as healthy,
     ):
         await asyncio.gather(
-            talk(bad_llm, "oracle_unavailable", "stt_final"),
-            talk(bad_stt, "stt_unavailable"),
-            talk(healthy, "oracle_text", "stt_final"),
+            talk(bad_llm, EventKind.ORACLE_UNAVAILABLE, EventKind.STT_FINAL),
+            talk(bad_stt, EventKind.STT_UNAVAILABLE),
+            talk(healthy, EventKind.ORACLE_TEXT, EventKind.STT_FINAL),
         )
         assert len(srv.connections) == 3  # nobody was thrown out
     # The broken LLM: the transcript still arrives, the oracle is reported unavailable, audio goes on.
-    assert bad_llm.events_of("stt_final") and bad_llm.events_of("oracle_unavailable")
-    assert not bad_llm.events_of("oracle_text")
+    assert bad_llm.events_of(EventKind.STT_FINAL) and bad_llm.events_of(EventKind.ORACLE_UNAVAILABLE)
+    assert not bad_llm.events_of(EventKind.ORACLE_TEXT)
     # The broken STT: reported, no transcript, no oracle, audio goes on.
-    assert bad_stt.events_of("stt_unavailable") and not bad_stt.events_of("stt_final")
-    assert not bad_stt.events_of("oracle_text")
+    assert bad_stt.events_of(EventKind.STT_UNAVAILABLE) and not bad_stt.events_of(EventKind.STT_FINAL)
+    assert not bad_stt.events_of(EventKind.ORACLE_TEXT)
     # The healthy one got everything.
-    assert healthy.events_of("stt_final") and healthy.events_of("oracle_text")
+    assert healthy.events_of(EventKind.STT_FINAL) and healthy.events_of(EventKind.ORACLE_TEXT)
     for client in (bad_llm, bad_stt, healthy):
         assert client.got.error is None and len(client.audio()) >= 20 * 1920

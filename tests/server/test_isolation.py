@@ -21,9 +21,10 @@ import os
 import numpy as np
 import pytest
 
+from kamevoice.backend.factory import Backend
 from kamevoice.backend.stt import make_stt
 from kamevoice.config import load_settings
-from kamevoice.server.app import BackendFactories
+from kamevoice.runtime.messages import EventKind
 from kamevoice.server.client import ChatClient
 from tests.server.conftest import running_server
 
@@ -32,9 +33,9 @@ TAIL_S = 1.0  # silence after the question, so the STT ends the utterance with a
 MAX_MESSAGE = 64 * 1024  # the test server's message limit (the default is 1 MiB)
 
 
-def stt_only() -> BackendFactories:
+def stt_only() -> Backend:
     settings = load_settings()
-    return BackendFactories(stt=lambda events: make_stt(settings.stt, events=events), llm=None)
+    return Backend(stt=lambda events: make_stt(settings.stt, events=events), llm=None)
 
 
 def _frames(question: np.ndarray) -> list[np.ndarray]:
@@ -48,11 +49,11 @@ async def _converse(client: ChatClient, frames: list[np.ndarray], max_delay: int
         await client.send_frame(frame)
     expected = (len(frames) - max_delay) * 1920
     assert await client.wait_for(lambda c: len(c.audio()) >= expected, 60), (len(client.audio()), expected)
-    await client.wait_for(lambda c: c.events_of("stt_final"), 5)
+    await client.wait_for(lambda c: c.events_of(EventKind.STT_FINAL), 5)
     return {
-        "text": [(e["frame"], e["id"]) for e in client.events_of("text")],
+        "text": [(e["frame"], e["id"]) for e in client.events_of(EventKind.FRONTEND_TEXT)],
         "audio": client.audio()[:expected],
-        "finals": [e["text"] for e in client.events_of("stt_final")],
+        "finals": [e["text"] for e in client.events_of(EventKind.STT_FINAL)],
         "error": client.got.error,
     }
 
@@ -174,7 +175,7 @@ async def test_a_faulty_session_ends_alone_and_leaves_nothing_behind(frontend, q
     ends = {}
     for path in sorted(tmp_path.glob("*.jsonl")):
         events = [json.loads(line) for line in path.read_text().splitlines()]
-        ends[path.name] = next(e["reason"] for e in events if e["kind"] == "session_end")
+        ends[path.name] = next(e["reason"] for e in events if e["kind"] == EventKind.SESSION_END)
     reasons = list(ends.values())
     assert len(reasons) == 5, ends
     faulty_reasons = [r for r in reasons if r != "client closed"]
@@ -195,7 +196,7 @@ async def test_an_oracle_does_not_outlive_its_session(frontend, question_24k, tm
     from kamevoice.backend.llm.factory import make_llm
 
     with_llm = iter([False, True, False])  # only the middle conversation has an LLM
-    backend = BackendFactories(
+    backend = Backend(
         stt=lambda events: make_stt(settings.stt, events=events),
         llm=lambda: make_llm(settings.llm) if next(with_llm) else None,
     )
@@ -211,11 +212,11 @@ async def test_an_oracle_does_not_outlive_its_session(frontend, question_24k, tm
                 await asyncio.sleep(0.02)  # room for the STT and the knowledge base to answer
             silence = np.zeros(1920, np.float32)
             for _ in range(200):
-                if oracle_client.events_of("oracle_text"):
+                if oracle_client.events_of(EventKind.ORACLE_TEXT):
                     break
                 await oracle_client.send_frame(silence)
                 await asyncio.sleep(0.05)
-            assert oracle_client.events_of("oracle_text"), "the middle session never got an oracle"
+            assert oracle_client.events_of(EventKind.ORACLE_TEXT), "the middle session never got an oracle"
             for _ in range(10):  # some oracle pieces enter the model; the answer is still streaming
                 await oracle_client.send_frame(silence)
                 await asyncio.sleep(0.02)
@@ -226,5 +227,5 @@ async def test_an_oracle_does_not_outlive_its_session(frontend, question_24k, tm
     pieces = []  # oracle tokens that entered the model (every session starts with the start id at frame 0)
     for path in logs:
         events = [json.loads(line) for line in path.read_text().splitlines()]
-        pieces.append(sum(1 for e in events if e["kind"] == "oracle_piece" and not e.get("start")))
+        pieces.append(sum(1 for e in events if e["kind"] == EventKind.ORACLE_PIECE and not e.get("start")))
     assert pieces[0] == 0 and pieces[1] > 0 and pieces[2] == 0, pieces

@@ -6,6 +6,7 @@ import asyncio
 
 import numpy as np
 
+from kamevoice.runtime.messages import EventKind
 from kamevoice.server.client import ChatClient
 from tests.server.conftest import running_server
 
@@ -22,8 +23,10 @@ async def test_moshi_client_gets_handshake_audio_text_and_events(frontend, quest
         async with ChatClient.connect(url) as client:
             assert client.got.handshake_at is not None
             await _talk(client, question_24k, tail_s=2.0, pace=0.08)
-            ok = await client.wait_for(lambda c: c.events_of("stt_final") or c.events_of("user_turn"), 20)
-            await client.wait_for(lambda c: c.events_of("llm_first_token"), 10)
+            ok = await client.wait_for(
+                lambda c: c.events_of(EventKind.STT_FINAL) or c.events_of(EventKind.USER_TURN), 20
+            )
+            await client.wait_for(lambda c: c.events_of(EventKind.LLM_FIRST_TOKEN), 10)
             await client.ping(b"hi")
             await client.wait_for(lambda c: c.got.pongs, 5)
         got = client.got
@@ -34,10 +37,10 @@ async def test_moshi_client_gets_handshake_audio_text_and_events(frontend, quest
         assert np.isfinite(audio).all() and np.abs(audio).max() > 0
         assert got.text, "no inner-monologue text pieces"
         kinds = {e["kind"] for e in got.events}
-        assert {"stt_partial", "text", "frame_stats"} <= kinds, kinds
+        assert {EventKind.STT_PARTIAL, EventKind.FRONTEND_TEXT, EventKind.FRAME_STATS} <= kinds, kinds
         assert ok, f"no final transcript; kinds={kinds}"
-        transcript = " ".join(e["text"] for e in client.events_of("stt_final")).lower()
+        transcript = " ".join(e["text"] for e in client.events_of(EventKind.STT_FINAL)).lower()
         assert "saturday" in transcript, transcript
-        assert client.events_of("oracle_text"), "the oracle never reached the client"
-        assert client.events_of("llm_first_token")
+        assert client.events_of(EventKind.ORACLE_TEXT), "the oracle never reached the client"
+        assert client.events_of(EventKind.LLM_FIRST_TOKEN)
         assert got.error is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kamevoice.oracle.timeline import OracleIds
+from kamevoice.oracle.ids import TextIds
 from kamevoice.train.batches import DataPosition, ShardMix, collate, micro_batches, rank_slice, sample_options
 from kamevoice.train.losses import loss_terms
 from tests.frontend.helpers import small_lm
@@ -35,7 +35,7 @@ def test_padded_sample_has_the_targets_and_losses_it_has_alone():
 
 def test_take_order_and_rank_split_are_deterministic(shards):
     train_dir, _ = shards
-    ids = OracleIds(start=160, pad=PAD)
+    ids = TextIds(pad=PAD, end_of_padding=0, start=160)
     mix = ShardMix([train_dir, train_dir], ids, sample_options(24, 2, True, seed=5), seed=5)
     assert len(mix) == 16
     picks, after = mix.take(DataPosition(0, 12), 6)  # runs into the next epoch

@@ -10,14 +10,12 @@ import torch
 
 from kamevoice.data.copy_episodes import (
     NO_AUDIO,
-    TEXT_END_OF_PADDING,
-    TEXT_PAD,
     CopyEpisodeOptions,
     CopyEpisodes,
     read_replies,
 )
 from kamevoice.errors import InputError
-from kamevoice.oracle.timeline import OracleIds
+from kamevoice.frontend.model import text_ids_for
 from kamevoice.train.config import parse_train_config
 from kamevoice.train.logging import read_log
 from kamevoice.train.loop import train
@@ -31,7 +29,8 @@ REPLIES = [
     "The warranty covers manufacturing defects for two years.",
     "Paris is the capital of France, and Berlin is the capital of Germany.",
 ]
-IDS = OracleIds(start=SMALL_TEST_LM["text_card"], pad=TEXT_PAD)
+IDS = text_ids_for(SMALL_TEST_LM)
+TEXT_PAD, TEXT_END_OF_PADDING = IDS.pad, IDS.end_of_padding
 
 
 @pytest.fixture

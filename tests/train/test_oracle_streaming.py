@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 
 from kamevoice.data.shards import read_example
-from kamevoice.frontend.generator import BatchedGenerator, SamplingOptions
+from kamevoice.frontend.generator import BatchedGenerator
+from kamevoice.frontend.sampling import SamplingOptions
 from kamevoice.oracle.timeline import OracleEvent, layout_oracle
 from kamevoice.train.distributed import DistContext
 from kamevoice.train.loop import Trainer
@@ -51,6 +52,6 @@ def test_trained_model_streams_the_oracle_it_was_trained_with(tmp_path, shards, 
                     gen.feed_oracle(handle, event.tokens)
             codes = user[:, min(step, T - 1)][None]  # user tokens (their values do not matter here)
             streamed.append(int(gen.step(codes).oracle[0]))
-    assert streamed[0] == model.oracle_start_id
+    assert streamed[0] == model.text_ids.start
     assert streamed[1:] == sample["oracle"].tolist()
-    assert streamed.count(model.oracle_start_id) == 1 + len(events)
+    assert streamed.count(model.text_ids.start) == 1 + len(events)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kamevoice.runtime.events import Event, EventLog
+from kamevoice.runtime.messages import EventKind
 from kamevoice.runtime.metrics import Metrics
 
 
@@ -37,19 +38,19 @@ class LLMMetrics:
     def observe(self, event: Event) -> None:
         """Update the metrics from one event (other kinds are ignored)."""
         kind = event["kind"]
-        if kind == "llm_request":
+        if kind == EventKind.LLM_REQUEST:
             self.requests.labels(event["reason"]).inc()
-        elif kind == "llm_first_token":
+        elif kind == EventKind.LLM_FIRST_TOKEN:
             self.first_token.labels("change").observe(max(0.0, event["from_change_s"]))
             self.first_token.labels("start").observe(event["from_start_s"])
-        elif kind == "llm_done":
+        elif kind == EventKind.LLM_DONE:
             self.duration.observe(event["total_s"])
             self.deltas.inc(event["deltas"])
-        elif kind == "llm_cancel":
+        elif kind == EventKind.LLM_CANCEL:
             self.cancels.labels("cancelled").inc()
-        elif kind == "llm_superseded":
+        elif kind == EventKind.LLM_SUPERSEDED:
             self.cancels.labels("superseded").inc()
-        elif kind == "llm_error":
+        elif kind == EventKind.LLM_ERROR:
             self.errors.labels(event["error"]).inc()
-        elif kind == "oracle_unavailable":
+        elif kind == EventKind.ORACLE_UNAVAILABLE:
             self.unavailable.inc()

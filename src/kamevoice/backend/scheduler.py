@@ -25,7 +25,8 @@ Policy (every number is a `SchedulerSettings` field):
    for retryable errors); after that, or after the first chunk, the request
    ends and the session simply has no (new) oracle until the next trigger.
 
-Every step is stamped into the event log (see `EVENT_KINDS`).
+Every step is stamped into the event log (the `llm.*` and `oracle.*` kinds of
+`kamevoice.runtime.messages`).
 """
 
 from __future__ import annotations
@@ -51,20 +52,8 @@ from kamevoice.backend.prompt import (
 from kamevoice.backend.retry import Backoff
 from kamevoice.runtime.clock import Clock, WallClock
 from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.messages import CancelWhy, EventKind
 from kamevoice.section import Section
-
-# Kinds of the events the scheduler emits (documented for the metrics and the UI).
-EVENT_KINDS = (
-    "llm_request",  # gen, reason, words, user_words, chars, provider, change_t
-    "llm_deferred",  # wait_s: a start held back by the rate cap
-    "llm_first_token",  # gen, from_change_s, from_start_s, attempt
-    "llm_done",  # gen, total_s, deltas, chars, words
-    "llm_cancel",  # gen, why, began, chars, after_s
-    "llm_superseded",  # gen, by, began, chars, after_s
-    "llm_error",  # gen, error (kind), retry, will_retry, delay_s, message
-    "oracle_unavailable",  # gen, error: the request gave up, the session has no new oracle
-    "oracle_recovered",  # gen: first success after an oracle_unavailable
-)
 
 Reason = Literal["growth", "final"]
 
@@ -151,7 +140,7 @@ class OracleScheduler:
         self._timer: asyncio.TimerHandle | None = None
         self._starts: deque[float] = deque()
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._cancel_why: dict[int, str] = {}
+        self._stops: dict[int, _Stop] = {}  # why a request was cancelled from outside
         self._unavailable = False
         self._closed = False
         self._idle = asyncio.Event()
@@ -224,7 +213,7 @@ class OracleScheduler:
         self._due = None
         tasks = list(self._tasks.values())
         for gen, task in list(self._tasks.items()):
-            self._cancel_why.setdefault(gen, "closed")
+            self._stops.setdefault(gen, _Stop(CancelWhy.CLOSED))
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._update_idle()
@@ -260,7 +249,7 @@ class OracleScheduler:
         free_at = self._rate_free_at(now)
         if free_at > at and not due.deferred:
             due.deferred = True
-            self.events.emit("llm_deferred", wait_s=round(free_at - now, 4), reason=due.reason)
+            self.events.emit(EventKind.LLM_DEFERRED, wait_s=round(free_at - now, 4), reason=due.reason)
         self._arm(max(at, free_at))
 
     def _rate_free_at(self, now: float) -> float:
@@ -295,10 +284,10 @@ class OracleScheduler:
         )
         while len(self._tasks) >= s.max_in_flight:
             oldest = min(self._tasks)
-            self._cancel_why[oldest] = f"new request {gen}"
+            self._stops[oldest] = _Stop(CancelWhy.NEWER_REQUEST, by=gen)
             self._tasks.pop(oldest).cancel()
         self.events.emit(
-            "llm_request",
+            EventKind.LLM_REQUEST,
             gen=gen,
             reason=due.reason,
             words=word_count(conv.current_user_turn()),
@@ -314,13 +303,13 @@ class OracleScheduler:
 
     def _finished(self, gen: int) -> None:
         self._tasks.pop(gen, None)
-        self._cancel_why.pop(gen, None)
+        self._stops.pop(gen, None)
         self._update_idle()
 
     def _supersede_older(self, gen: int) -> None:
         """A newer answer began: cancel every request older than it."""
         for old in [g for g in self._tasks if g < gen]:
-            self._cancel_why[old] = f"superseded by {gen}"
+            self._stops[old] = _Stop(None, by=gen)
             self._tasks.pop(old).cancel()
 
     async def _run(self, gen: int, prompt: Prompt, change_t: float, start_t: float) -> None:
@@ -358,19 +347,15 @@ class OracleScheduler:
                 await asyncio.sleep(delay)
                 attempt += 1
         except (asyncio.CancelledError, _Superseded) as exc:
-            why = self._cancel_why.get(gen, "cancelled")
-            if isinstance(exc, _Superseded):
-                why = f"superseded by {exc.by}"
+            stop = _Stop(None, by=exc.by) if isinstance(exc, _Superseded) else self._stops.get(gen)
             after_s = round(self.clock.now() - start_t, 6)
-            if why.startswith("superseded"):
-                by = int(why.rsplit(" ", 1)[1])
-                self.events.emit(
-                    "llm_superseded", gen=gen, by=by, began=began, chars=len(text), after_s=after_s
-                )
+            common = {"gen": gen, "began": began, "chars": len(text), "after_s": after_s}
+            if stop is not None and stop.why is None:
+                self.events.emit(EventKind.LLM_SUPERSEDED, by=stop.by, **common)
             else:
-                self.events.emit(
-                    "llm_cancel", gen=gen, why=why, began=began, chars=len(text), after_s=after_s
-                )
+                why = stop.why if stop is not None else CancelWhy.CANCELLED
+                by = {"by": stop.by} if stop is not None and stop.by is not None else {}
+                self.events.emit(EventKind.LLM_CANCEL, why=why, **by, **common)
             if began:
                 self.sink.end(gen, text, cancelled=True)
             if isinstance(exc, asyncio.CancelledError):
@@ -379,14 +364,19 @@ class OracleScheduler:
         except Exception as exc:  # a bug in a provider or the sink must not take the session down
             message = f"{type(exc).__name__}: {exc}"
             self.events.emit(
-                "llm_error", gen=gen, error="internal", retry=attempt, will_retry=False, message=message
+                EventKind.LLM_ERROR,
+                gen=gen,
+                error="internal",
+                retry=attempt,
+                will_retry=False,
+                message=message,
             )
             if began:
                 with contextlib.suppress(Exception):
                     self.sink.end(gen, text, cancelled=True)
             return
         self.events.emit(
-            "llm_done",
+            EventKind.LLM_DONE,
             gen=gen,
             total_s=round(self.clock.now() - start_t, 6),
             deltas=deltas,
@@ -397,14 +387,14 @@ class OracleScheduler:
             self.sink.end(gen, text, cancelled=False)
         if self._unavailable:
             self._unavailable = False
-            self.events.emit("oracle_recovered", gen=gen)
+            self.events.emit(EventKind.ORACLE_RECOVERED, gen=gen)
 
     def _begin(self, gen: int, change_t: float, start_t: float, attempt: int) -> None:
         now = self.clock.now()
         self._shown = gen
         self._supersede_older(gen)
         self.events.emit(
-            "llm_first_token",
+            EventKind.LLM_FIRST_TOKEN,
             gen=gen,
             from_change_s=round(now - change_t, 6),
             from_start_s=round(now - start_t, 6),
@@ -417,7 +407,7 @@ class OracleScheduler:
         retry = error.retryable and not began and attempt < self._backoff.max_retries
         delay = self._backoff.delay(attempt, self._rng, error.retry_after) if retry else None
         self.events.emit(
-            "llm_error",
+            EventKind.LLM_ERROR,
             gen=gen,
             error=error.kind,
             retry=attempt,
@@ -428,8 +418,17 @@ class OracleScheduler:
         )
         if not retry and not began:
             self._unavailable = True
-            self.events.emit("oracle_unavailable", gen=gen, error=error.kind)
+            self.events.emit(EventKind.ORACLE_UNAVAILABLE, gen=gen, error=error.kind)
         return delay
+
+
+@dataclass(frozen=True)
+class _Stop:
+    """Why a running request was stopped: `why` None means superseded by request `by` (a newer
+    answer began); otherwise a `CancelWhy`, with the newer request `by` for NEWER_REQUEST."""
+
+    why: CancelWhy | None
+    by: int | None = None
 
 
 class _Superseded(Exception):

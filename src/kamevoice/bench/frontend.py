@@ -72,8 +72,9 @@ def bench_generator(
 ) -> list[StepTiming]:
     """Time `BatchedGenerator.step` with every slot active, for each batch size."""
     from kamevoice.frontend.checkpoint import build_lm
-    from kamevoice.frontend.generator import BatchedGenerator, SamplingOptions
+    from kamevoice.frontend.generator import BatchedGenerator
     from kamevoice.frontend.presets import preset
+    from kamevoice.frontend.sampling import SamplingOptions
 
     torch.manual_seed(0)
     model = build_lm(preset(preset_name), device=device, dtype=dtype).eval()

@@ -401,13 +401,14 @@ def kb_question(kb_path: str | Path) -> str:
 
 def serve_command(args: Any) -> int:
     """Handler of `kamevoice bench serve`."""
-    from kamevoice.config import load_settings
-    from kamevoice.tiny.defaults import default_checkpoint
+    from kamevoice.startup import resolve, settings_from_args
 
-    settings = load_settings()
-    checkpoint = default_checkpoint(args.checkpoint or settings.frontend.checkpoint)
-    if args.kb:
-        settings = _with_kb(settings, args.kb)
+    if args.kb and not Path(args.kb).is_file():
+        from kamevoice.errors import ConfigError
+
+        raise ConfigError(f"--kb: {args.kb} does not exist")
+    settings = resolve(settings_from_args(args))  # the default every command runs: KAME-tiny, its KB
+    checkpoint = settings.frontend.checkpoint
     question = args.question or "What time does the store open on Saturday?"
     payload = run_and_report(args, settings, checkpoint, question, "kamevoice bench serve")
     if args.json:
@@ -422,16 +423,15 @@ def serve_command(args: Any) -> int:
 def tiny_command(args: Any) -> int:
     """Handler of `kamevoice bench tiny`: the tiny preset's sessions with STT and the knowledge base."""
     from kamevoice.bench.report import write_json
-    from kamevoice.config import load_settings
     from kamevoice.errors import ConfigError
-    from kamevoice.tiny.defaults import default_checkpoint, tiny_back_end, tiny_frontend, tiny_knowledge_base
+    from kamevoice.startup import resolve, settings_from_args
+    from kamevoice.tiny.defaults import tiny_back_end, tiny_knowledge_base
 
-    settings = load_settings()
-    checkpoint = default_checkpoint(args.checkpoint or settings.frontend.checkpoint)
     kb = Path(args.kb) if args.kb else tiny_knowledge_base()
     if not kb.is_file():
         raise ConfigError(f"--kb: {kb} does not exist")
-    settings = tiny_frontend(tiny_back_end(settings, kb))
+    settings = tiny_back_end(resolve(settings_from_args(args)), kb)  # a tiny-shaped model's world
+    checkpoint = settings.frontend.checkpoint
     question = args.question or kb_question(kb)
     payload = run_and_report(args, settings, checkpoint, question, "kamevoice bench tiny")
     out = Path(args.out)
@@ -453,17 +453,6 @@ def tiny_command(args: Any) -> int:
     if args.json:
         write_json(payload, "-")
     return 0
-
-
-def _with_kb(settings, kb: str | Path):
-    """`settings` with the knowledge-base back-end answering from `kb`."""
-    from kamevoice.errors import ConfigError
-
-    if not Path(kb).is_file():
-        raise ConfigError(f"--kb: {kb} does not exist")
-    from kamevoice.knowledge.settings import with_knowledge_base
-
-    return with_knowledge_base(settings, path=Path(kb))
 
 
 def run_and_report(args: Any, settings, checkpoint: str, question: str, title: str) -> dict[str, Any]:

@@ -23,12 +23,9 @@ import numpy as np
 
 from kamevoice.data.formats import OracleEvent as RawOracleEvent
 from kamevoice.data.formats import Word
+from kamevoice.oracle.ids import TextIds
 from kamevoice.oracle.pieces import TextTokenizer
 from kamevoice.runtime.clock import seconds_to_frame
-
-# Moshi's text ids for frames without a piece, and for the frame right before a piece.
-TEXT_PAD_ID = 3
-TEXT_END_OF_PADDING_ID = 0
 
 
 @dataclass(frozen=True)
@@ -45,11 +42,15 @@ def align_text(
     tokenizer: TextTokenizer,
     num_frames: int,
     speaker: str,
-    pad_id: int = TEXT_PAD_ID,
-    end_of_padding_id: int | None = TEXT_END_OF_PADDING_ID,
+    ids: TextIds,
+    end_of_padding: bool = True,
 ) -> tuple[np.ndarray, int]:
-    """Per-frame text ids `[num_frames]` for `speaker`'s words; returns (ids, pieces dropped past the end)."""
-    ids = np.full(num_frames, pad_id, dtype=np.int64)
+    """Per-frame text ids `[num_frames]` for `speaker`'s words; returns (ids, pieces dropped past the end).
+
+    Frames without a piece hold `ids.pad`; with `end_of_padding`, a free frame right before a
+    piece holds `ids.end_of_padding`, as in Moshi's aligned text stream.
+    """
+    text = np.full(num_frames, ids.pad, dtype=np.int64)
     taken = np.zeros(num_frames, dtype=bool)
     dropped = 0
     next_free = 0
@@ -59,14 +60,14 @@ def align_text(
             if frame >= num_frames:
                 dropped += 1
                 continue
-            ids[frame] = piece
+            text[frame] = piece
             taken[frame] = True
             frame += 1
         next_free = frame
-    if end_of_padding_id is not None:
+    if end_of_padding:
         before = np.flatnonzero(taken[1:] & ~taken[:-1])  # frames followed by a piece, themselves free
-        ids[before] = end_of_padding_id
-    return ids, dropped
+        text[before] = ids.end_of_padding
+    return text, dropped
 
 
 def reply_starts(words: Sequence[Word], speaker: str) -> list[float]:

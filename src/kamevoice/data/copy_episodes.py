@@ -35,12 +35,11 @@ import numpy as np
 import torch
 
 from kamevoice.errors import InputError
+from kamevoice.oracle.ids import TextIds
 from kamevoice.oracle.pieces import TextTokenizer
-from kamevoice.oracle.timeline import OracleEvent, OracleIds, layout_oracle
+from kamevoice.oracle.timeline import OracleEvent, layout_oracle
 
 # Text-stream ids of Moshi's aligned text (KAME.md section 5).
-TEXT_PAD = 3
-TEXT_END_OF_PADDING = 0
 # Zero token: embeds to 0 and is masked out of every loss term.
 NO_AUDIO = -1
 
@@ -94,7 +93,7 @@ class CopyEpisodes:
         self,
         replies: list[str],
         tokenizer: TextTokenizer,
-        oracle_ids: OracleIds,
+        oracle_ids: TextIds,
         n_q: int,
         options: CopyEpisodeOptions = CopyEpisodeOptions(),
     ):
@@ -113,7 +112,7 @@ class CopyEpisodes:
         """One sample's text stream and oracle events."""
         o = self.options
         T = o.seq_len
-        ep = Episode(np.full(T, TEXT_PAD, dtype=np.int64), [], [])
+        ep = Episode(np.full(T, self.oracle_ids.pad, dtype=np.int64), [], [])
         frame = rng.randrange(0, o.pause[1] + 1)
         free = 1  # first frame the next word may use (speech never overlaps itself)
         while frame < T:
@@ -128,7 +127,7 @@ class CopyEpisodes:
                 pieces = self._encode(word)
                 if t + 1 + len(pieces) > T:
                     return ep
-                ep.text[t] = TEXT_END_OF_PADDING
+                ep.text[t] = self.oracle_ids.end_of_padding
                 ep.text[t + 1 : t + 1 + len(pieces)] = pieces
                 ep.spoken[-1][1].append(word)
                 t += 1 + len(pieces) + rng.randint(*o.word_gap)

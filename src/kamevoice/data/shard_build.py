@@ -41,11 +41,15 @@ def _init_worker(checkpoint: str, model_speaker: str) -> None:
 
     from kamevoice.frontend.checkpoint import resolve_checkpoint
     from kamevoice.frontend.loading import load_checkpoint_codec, load_tokenizer
+    from kamevoice.frontend.model import text_ids_for
 
     torch.set_num_threads(1)  # one thread per worker process: the workers are the parallelism
     files = resolve_checkpoint(checkpoint)
     _worker.update(
-        codec=load_checkpoint_codec(files), tokenizer=load_tokenizer(files.tokenizer), speaker=model_speaker
+        codec=load_checkpoint_codec(files),
+        tokenizer=load_tokenizer(files.tokenizer),
+        text_ids=text_ids_for(files.lm_kwargs),
+        speaker=model_speaker,
     )
 
 
@@ -53,7 +57,12 @@ def _encode(args: tuple[str, str]) -> tuple[str, Example | None, str | None]:
     item_id, data_dir = args
     try:
         ex = encode_example(
-            item_id, Path(data_dir), _worker["codec"], _worker["tokenizer"], _worker["speaker"]
+            item_id,
+            Path(data_dir),
+            _worker["codec"],
+            _worker["tokenizer"],
+            _worker["text_ids"],
+            _worker["speaker"],
         )
         return item_id, ex, None
     except (KameVoiceError, OSError, ValueError) as exc:

@@ -37,8 +37,9 @@ from kamevoice.data.formats import (
 )
 from kamevoice.errors import InputError
 from kamevoice.frontend.codec import AudioCodec
+from kamevoice.oracle.ids import TextIds
 from kamevoice.oracle.pieces import TextTokenizer
-from kamevoice.oracle.timeline import OracleIds, layout_oracle
+from kamevoice.oracle.timeline import layout_oracle
 
 INDEX_NAME = "index.jsonl"
 
@@ -74,9 +75,11 @@ def encode_example(
     data_dir: Path,
     codec: AudioCodec,
     tokenizer: TextTokenizer,
+    text_ids: TextIds,
     model_speaker: str = "B",
 ) -> Example:
-    """Read `text/ID.json`, `audio/ID.wav` and (if present) `oracle_raw/ID.json`; tokenise all of it."""
+    """Read `text/ID.json`, `audio/ID.wav` and (if present) `oracle_raw/ID.json`; tokenise all of it
+    (`text_ids`: the special ids of the model the shards are for)."""
     words = read_words(data_dir / "text" / f"{item_id}.json")
     audio, rate = read_stereo_wav(data_dir / "audio" / f"{item_id}.wav")
     if audio.shape[1] != 2:
@@ -86,7 +89,7 @@ def encode_example(
     pcm = torch.from_numpy(np.ascontiguousarray(audio.T))[:, None, :]  # [2, 1, samples]
     codes = codec.encode(pcm).cpu().numpy().astype(np.int16)  # [2, K, T]
     num_frames = codes.shape[-1]
-    text, _ = align_text(words, tokenizer, num_frames, model_speaker)
+    text, _ = align_text(words, tokenizer, num_frames, model_speaker, text_ids)
     oracle_path = data_dir / "oracle_raw" / f"{item_id}.json"
     oracles = []
     if oracle_path.exists():
@@ -195,9 +198,7 @@ class ShardDataset:
     resumed run sees exactly the samples an uninterrupted one would.
     """
 
-    def __init__(
-        self, shard_dir: str | Path, oracle_ids: OracleIds, options: SampleOptions = SampleOptions()
-    ):
+    def __init__(self, shard_dir: str | Path, oracle_ids: TextIds, options: SampleOptions = SampleOptions()):
         self.dir = Path(shard_dir)
         self.options = options
         self.oracle_ids = oracle_ids

@@ -30,6 +30,7 @@ import numpy as np
 from kamevoice.backend.llm.base import ChatMessage
 from kamevoice.eval.mtbench import SpokenSession
 from kamevoice.runtime.clock import FRAME_SECONDS
+from kamevoice.runtime.messages import EventKind
 
 # Unmute's TTS streams as text arrives; ours synthesises whole chunks, so it
 # starts on the first sentence or on this many words, whichever comes first.
@@ -114,19 +115,23 @@ async def _cascade(spoken, settings, tts, events_path, realtime):
             history.append(ChatMessage("user", " ".join(heard.get(j, [])) or "..."))
             history.append(ChatMessage("assistant", replies[j].text if j in replies else "..."))
         messages = [*history, ChatMessage("user", reply.user_text)]
-        events.emit("cascade_request", turn=reply.turn, text=reply.user_text)
+        events.emit(EventKind.CASCADE_REQUEST, turn=reply.turn, text=reply.user_text)
         async for delta in llm.stream(messages, system=CASCADE_SYSTEM_PROMPT):
             reply.text += delta
             chunk = first_chunk(reply.text, final=False) if reply.first_audio_t is None else None
             if chunk:
                 reply.tts_s = await speak(chunk)
                 reply.first_audio_t = clock.now()
-                events.emit("cascade_first_audio", turn=reply.turn, chunk=chunk, tts_s=round(reply.tts_s, 4))
+                events.emit(
+                    EventKind.CASCADE_FIRST_AUDIO, turn=reply.turn, chunk=chunk, tts_s=round(reply.tts_s, 4)
+                )
         if reply.first_audio_t is None and (chunk := first_chunk(reply.text, final=True)):
             reply.tts_s = await speak(chunk)
             reply.first_audio_t = clock.now()
-            events.emit("cascade_first_audio", turn=reply.turn, chunk=chunk, tts_s=round(reply.tts_s, 4))
-        events.emit("cascade_reply", turn=reply.turn, text=reply.text)
+            events.emit(
+                EventKind.CASCADE_FIRST_AUDIO, turn=reply.turn, chunk=chunk, tts_s=round(reply.tts_s, 4)
+            )
+        events.emit(EventKind.CASCADE_REPLY, turn=reply.turn, text=reply.text)
 
     async def feed() -> None:
         rate = spoken.sample_rate

@@ -70,16 +70,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def mtbench_command(args: argparse.Namespace) -> int:
-    from kamevoice.config import load_settings
     from kamevoice.errors import ConfigError
     from kamevoice.eval.mtbench import LayoutOptions, load_questions, parse_categories
     from kamevoice.eval.runner import EvalOptions, JudgeOptions, run_mtbench
     from kamevoice.eval.systems import RunOptions, parse_systems
-    from kamevoice.tiny.defaults import embedded_defaults
+    from kamevoice.startup import resolve, settings_from_args
 
-    # With no checkpoint: the embedded KAME-tiny and its knowledge base (see `embedded_defaults`).
-    settings = load_settings()
-    checkpoint, settings = embedded_defaults(args.checkpoint or settings.frontend.checkpoint, settings)
+    # With no checkpoint: the embedded KAME-tiny and its knowledge base (`kamevoice.startup`).
+    settings = resolve(settings_from_args(args))
     try:
         ids = tuple(int(i) for i in args.ids.split(",") if i.strip()) if args.ids else None
     except ValueError:
@@ -111,13 +109,13 @@ def mtbench_command(args: argparse.Namespace) -> int:
     options = EvalOptions(
         out=Path(args.out),
         systems=systems,
-        checkpoint=checkpoint,
-        device=args.device or settings.frontend.device,
+        checkpoint=settings.frontend.checkpoint,
+        device=settings.frontend.device,
         layout=LayoutOptions(
             tts=args.tts, voice=args.voice, rate=args.tts_rate, reply_window_s=args.reply_window
         ),
         run=RunOptions(
-            seed=settings.frontend.seed if args.seed is None else args.seed,
+            seed=settings.frontend.seed,
             realtime=args.realtime,
             transcribe=not args.no_stt_view,
             save_audio=not args.no_audio,

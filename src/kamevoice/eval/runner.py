@@ -201,16 +201,9 @@ def _tts(state: dict, layout: LayoutOptions):
 def load_eval_frontend(state: dict, options: EvalOptions, settings):
     """Load the front-end once per run, and only when a session needs it."""
     if "frontend" not in state:
-        from kamevoice.frontend.generator import SamplingOptions
-        from kamevoice.frontend.loading import load_frontend
-        from kamevoice.tiny.defaults import default_checkpoint
+        from kamevoice.startup import load_frontend
 
-        fs = settings.frontend
-        frontend = load_frontend(
-            default_checkpoint(options.checkpoint), device=options.device, dtype=fs.dtype
-        )
-        sampling = SamplingOptions.from_settings(fs, frontend.files.lm_gen_config, frontend.files.extra)
-        state["frontend"] = (frontend, sampling)
+        state["frontend"] = load_frontend(settings)
     return state["frontend"]
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from kamevoice.errors import ConfigError
 from kamevoice.eval.metrics import is_content_word, words
 from kamevoice.eval.mtbench import SpokenSession
+from kamevoice.runtime.messages import EventKind
 
 SYSTEM_KINDS = ("kame", "frontend", "cascade", "backend-text")
 # The forced delays of the paper's latency-quality curve (seconds), for `--delays paper`.
@@ -92,33 +93,26 @@ class RunOptions:
 def run_frontend_session(spec, frontend, spoken: SpokenSession, settings, sampling, options, out_dir: Path):
     """Play a spoken session through file mode with `spec`'s front-end set-up; returns the record."""
     from kamevoice.audio import write_stereo
-    from kamevoice.backend.llm.factory import make_llm
-    from kamevoice.backend.stt import make_stt
-    from kamevoice.frontend.policies.silence import SilenceForcer, forced_windows, silence_codes
+    from kamevoice.backend.factory import backend_from_settings
+    from kamevoice.frontend.policies.silence import SilenceForcer, forced_windows
     from kamevoice.runtime.filemode import run_file
 
     forcer = None
     if spec.delay_s is not None:
-        model = frontend.model
-        forcer = SilenceForcer(
-            forced_windows(spoken.turns, spec.delay_s),
-            silence_codes(frontend.codec, model.dep_q),
-            model.text_padding_token_id,
-        )
+        windows = forced_windows(spoken.turns, spec.delay_s)
+        forcer = SilenceForcer.for_frontend(windows, frontend.model, frontend.codec)
     started = time.perf_counter()
     result = run_file(
         frontend,
         spoken.audio,
         spoken.sample_rate,
-        stt=make_stt(settings.stt) if spec.oracle else None,
-        llm=make_llm(settings.llm) if spec.oracle else None,
+        backend=backend_from_settings(settings) if spec.oracle else None,
         events_path=out_dir / "events.jsonl",
         tail_s=0.0,  # the layout already ends with a reply window
         sampling=sampling,
         seed=options.seed,
         realtime=options.realtime,
-        scheduler_settings=settings.scheduler,
-        on_engine=forcer.install if forcer is not None else None,
+        policies=(forcer,) if forcer is not None else (),
     )
     wall_s = time.perf_counter() - started
     record = frontend_record(spec, spoken, result.events)
@@ -151,10 +145,10 @@ def frontend_record(spec: SystemSpec, spoken: SpokenSession, events: list[dict])
     from kamevoice.runtime.latency import turn_latencies
 
     truth = [
-        {"t": t.end, "kind": "user_turn", "text": t.text, "start": t.start, "end": t.end}
+        {"t": t.end, "kind": EventKind.USER_TURN, "text": t.text, "start": t.start, "end": t.end}
         for t in spoken.turns
     ]
-    logged = [e for e in events if e["kind"] != "user_turn"] + truth
+    logged = [e for e in events if e["kind"] != EventKind.USER_TURN] + truth
     latencies = turn_latencies(logged)
     finals = [final_oracle(events, t.start, t.window_end) for t in spoken.turns]
     per_turn = []
@@ -179,8 +173,8 @@ def frontend_record(spec: SystemSpec, spoken: SpokenSession, events: list[dict])
 
 def final_oracle(events: list[dict], start: float, stop: float) -> dict | None:
     """The back-end's last oracle that began in [start, stop): the last uncancelled one if any."""
-    ends = [e for e in events if e["kind"] == "oracle_end" and start <= e["t"] < stop]
-    begun = {e["gen"]: e for e in events if e["kind"] == "oracle_begin" and start <= e["t"] < stop}
+    ends = [e for e in events if e["kind"] == EventKind.ORACLE_END and start <= e["t"] < stop]
+    begun = {e["gen"]: e for e in events if e["kind"] == EventKind.ORACLE_BEGIN and start <= e["t"] < stop}
     done = [e for e in ends if not e.get("cancelled")] or ends
     for end in reversed(done):
         if end["gen"] in begun:
@@ -197,12 +191,14 @@ def first_content_word_time(events: list[dict], final: dict | None, stop: float)
     """
     if final is None:
         return None
-    later = [e["frame"] for e in events if e["kind"] == "oracle_begin" and e["frame"] > final["frame"]]
+    later = [
+        e["frame"] for e in events if e["kind"] == EventKind.ORACLE_BEGIN and e["frame"] > final["frame"]
+    ]
     until = min(later) if later else None
     pieces = [
         e
         for e in events
-        if e["kind"] == "oracle_piece"
+        if e["kind"] == EventKind.ORACLE_PIECE
         and not e.get("start")
         and e["frame"] > final["frame"]
         and (until is None or e["frame"] <= until)

@@ -14,84 +14,34 @@ message carries the slot's *generation*; messages from a conversation that
 has since stopped are stale and dropped (the cancel-scope pattern).
 
 The oracle reaches the model through `LMGen`'s per-step sum condition,
-exactly as `KameLM.forward` passes it in the batch pass. When the sampling asks
-for oracle following (`SamplingOptions.oracle_follow_bias`), the policy
-(`kamevoice.frontend.policies.oracle_follow`) edits the text logits before the text
-token is drawn; recorded logits are the model's own.
+exactly as `KameLM.forward` passes it in the batch pass.
+
+Decoding policies (`kamevoice.frontend.policies`) run through one protocol at
+fixed points of each step; this module is the only one that attaches to moshi's
+hooks. The caller's policies run first (forcing ones), then oracle following when
+the sampling asks for it (`SamplingOptions.oracle_follow_bias`). Recorded logits
+are the model's own, before any policy.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from moshi.models.lm import LMGen
 
-from kamevoice.errors import ConfigError, InputError
+from kamevoice.errors import InputError
 from kamevoice.frontend.model import KameLM
+from kamevoice.frontend.policies import DecodingPolicy
 from kamevoice.frontend.policies.oracle_follow import OracleFollower
-from kamevoice.oracle.timeline import OracleIds, OracleTimeline
+from kamevoice.frontend.sampling import SamplingOptions
+from kamevoice.oracle.timeline import OracleTimeline
 
 # Messages a slot's inbox can hold: (generation, "begin", None) or (generation, "feed", tokens).
 _BEGIN, _FEED = "begin", "feed"
-
-
-# Sampling settings (`FrontendSettings` names) and the `lm_gen_config` keys (Moshi's) they read.
-_LM_GEN_NAMES = {
-    "temperature": "temp",
-    "top_k": "top_k",
-    "text_temperature": "temp_text",
-    "text_top_k": "top_k_text",
-}
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    """How tokens are drawn (KAME.md section 2 defaults)."""
-
-    greedy: bool = False
-    temperature: float = 0.8  # audio
-    top_k: int = 250
-    text_temperature: float = 0.7
-    text_top_k: int = 25
-    # Oracle following (`kamevoice.frontend.policies.oracle_follow`): logit bias toward the oracle's next piece.
-    oracle_follow_bias: float = 0.0
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Any,
-        lm_gen_config: Mapping[str, Any] | None = None,
-        checkpoint_extra: Mapping[str, Any] | None = None,
-    ) -> SamplingOptions:
-        """The sampling of a front-end with `settings` (a `FrontendSettings`) and a checkpoint
-        whose config.json holds `lm_gen_config` and our `kamevoice` section (`checkpoint_extra`):
-        a value set in the settings (file, environment, flag) wins; else the checkpoint's; else
-        the settings' default. `use_sampling: false` in the checkpoint means greedy for the
-        values the settings leave unset. Temperature 0: greedy."""
-        gen = dict(lm_gen_config or {})
-        extra = dict(checkpoint_extra or {})
-        chosen = settings.model_fields_set
-        follow = settings.oracle_follow_bias
-        if "oracle_follow_bias" not in chosen and "oracle_follow_bias" in extra:
-            follow = extra["oracle_follow_bias"]
-            if isinstance(follow, bool) or not isinstance(follow, int | float) or follow < 0:
-                raise ConfigError(
-                    f"config.json: kamevoice.oracle_follow_bias must be a number >= 0, got {follow!r}"
-                )
-        if gen.get("use_sampling") is False:
-            gen.update(temp=0.0, temp_text=0.0)
-        values = {
-            name: getattr(settings, name)
-            if name in chosen or key not in gen
-            else type(getattr(settings, name))(gen[key])
-            for name, key in _LM_GEN_NAMES.items()
-        }
-        return cls(greedy=values["temperature"] == 0, oracle_follow_bias=float(follow), **values)
 
 
 @dataclass(frozen=True)
@@ -137,6 +87,7 @@ class BatchedGenerator:
         batch_size: int,
         sampling: SamplingOptions = SamplingOptions(),
         record_text_logits: bool = False,
+        policies: Sequence[DecodingPolicy] = (),
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -145,7 +96,11 @@ class BatchedGenerator:
         self.sampling = sampling
         self.record_text_logits = record_text_logits
         self._last_text_logits: torch.Tensor | None = None
-        self.oracle_ids = OracleIds(start=model.oracle_start_id, pad=model.oracle_pad_id)
+        self.oracle_ids = model.text_ids
+        self.policies: list[DecodingPolicy] = list(policies)
+        if sampling.oracle_follow_bias > 0:
+            self.policies.append(OracleFollower(batch_size, sampling.oracle_follow_bias, self.oracle_ids))
+        self._active: list[int] = []  # slots stepped by the step in progress
         self.n_user = model.n_q - model.dep_q  # user audio codebooks read per step
         self.lm_gen = LMGen(
             model,
@@ -155,11 +110,9 @@ class BatchedGenerator:
             top_k=sampling.top_k,
             top_k_text=sampling.text_top_k,
             support_out_of_sync=True,  # slots start at different frames
-            on_text_hook=self._keep_text,
-            on_text_logits_hook=self._on_text_logits,
-        )
-        self.follower = OracleFollower(
-            batch_size, sampling.oracle_follow_bias, self.oracle_ids.start, self.oracle_ids.pad
+            on_text_hook=self._on_text,
+            on_text_logits_hook=self._on_text_logits if self.policies or record_text_logits else None,
+            on_audio_hook=self._on_audio if self.policies else None,
         )
         self._last_text: torch.Tensor | None = None
         self._slots = [_Slot(OracleTimeline(self.oracle_ids)) for _ in range(batch_size)]
@@ -203,7 +156,8 @@ class BatchedGenerator:
         state.steps = 0
         state.timeline = OracleTimeline(self.oracle_ids)
         state.inbox.clear()
-        self.follower.reset(slot)
+        for policy in self.policies:
+            policy.reset(slot)
         self._sync_exec_mask()
         return SlotHandle(slot, state.generation)
 
@@ -274,8 +228,8 @@ class BatchedGenerator:
             self._drain_inbox(slot)
             # Step 0 reads the start id, as text does; step s reads the id of frame s - 1.
             oracle[i] = self.oracle_ids.start if slot.steps == 0 else slot.timeline.next_id()
-            if self.follower.enabled:
-                self.follower.read(i, int(oracle[i]))
+            for policy in self.policies:
+                policy.read_oracle(i, slot.steps, int(oracle[i]))
             steps.append(slot.steps)
             slot.steps += 1
 
@@ -283,15 +237,12 @@ class BatchedGenerator:
         if lm_state is None:
             raise RuntimeError("use the generator inside `with generator:`")
         lm_state.condition_sum = self.model.oracle_condition(oracle.to(self._device)[:, None])  # [B, 1, dim]
+        self._active = [i for i, a in enumerate(active) if a]
         out = self.lm_gen.step(user_codes)
         assert out is not None and self._last_text is not None  # support_out_of_sync: always a tensor
         text = self._last_text.clone()
         inactive = torch.tensor([not a for a in active], device=text.device)
         text[inactive] = -1
-        if self.follower.enabled:
-            for i, piece in enumerate(text.tolist()):
-                if active[i]:
-                    self.follower.said(i, piece)
         frame_tokens = out[:, :, 0]
         frame_valid = (frame_tokens >= 0).all(dim=1) & ~inactive
         logits = None
@@ -311,16 +262,24 @@ class BatchedGenerator:
             else:
                 slot.timeline.feed(tokens)
 
-    def _keep_text(self, text: torch.Tensor) -> None:
+    def _on_text(self, text: torch.Tensor) -> None:
+        """The drawn text tokens `[B]`: the policies may overwrite them, then they are kept."""
+        for policy in self.policies:
+            policy.on_text_tokens(text, self._active)
         self._last_text = text
 
     def _on_text_logits(self, logits: torch.Tensor) -> None:
-        """Before the text token is drawn: keep the model's own logits, then apply the oracle
-        following policy to them in place ([B, 1, 1, card])."""
+        """Before the text token is drawn: keep the model's own logits, then let the policies act
+        on them in place ([B, 1, 1, card])."""
         if self.record_text_logits:
-            self._last_text_logits = logits.float().clone()  # the model's own, before the policy
-        if self.follower.enabled:
-            self.follower.nudge(logits[:, 0, 0], [i for i, s in enumerate(self._slots) if s.active])
+            self._last_text_logits = logits.float().clone()  # the model's own, before the policies
+        for policy in self.policies:
+            policy.on_text_logits(logits[:, 0, 0], self._active)
+
+    def _on_audio(self, audio: torch.Tensor) -> None:
+        """The drawn audio tokens `[B, dep_q]`, before they enter the context."""
+        for policy in self.policies:
+            policy.on_audio_tokens(audio, self._active)
 
     def _mask(self, slots: Sequence[int]) -> torch.Tensor:
         mask = torch.zeros(self.batch_size, dtype=torch.bool, device=self._device)

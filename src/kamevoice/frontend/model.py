@@ -27,6 +27,7 @@ from moshi.models.lm import LMModel, LMOutput
 from moshi.models.lm_utils import ScaledEmbedding, _delay_sequence, _undelay_sequence
 
 from kamevoice.errors import InputError
+from kamevoice.oracle.ids import TextIds
 
 # The one state-dict key KAME adds to Moshi's (the published checkpoint's name).
 ORACLE_KEY = "oracle_emb.weight"
@@ -66,14 +67,14 @@ class KameLM(LMModel):
         self.oracle_emb.load_state_dict(self.text_emb.state_dict())
 
     @property
-    def oracle_start_id(self) -> int:
-        """Id that marks the frame where a new oracle begins (= text initial id, `text_card`)."""
-        return self.text_card
-
-    @property
-    def oracle_pad_id(self) -> int:
-        """Id of a frame with no oracle token (Moshi's text PAD)."""
-        return self.existing_text_padding_id
+    def text_ids(self) -> TextIds:
+        """The text stream's special ids, as this model uses them (the oracle stream shares them:
+        `start` marks the frame where a new oracle begins, `pad` a frame without an oracle token)."""
+        return TextIds(
+            pad=self.existing_text_padding_id,
+            end_of_padding=self.end_of_text_padding_id,
+            start=self.text_initial_token_id,
+        )
 
     def oracle_condition(self, oracle_inputs: torch.Tensor) -> torch.Tensor:
         """Embed oracle ids `[B, S]` into the per-position sum condition `[B, S, dim]`."""
@@ -117,7 +118,7 @@ class KameLM(LMModel):
             return super().forward(codes, condition_tensors)
         B, _, T = codes.shape
         if oracle is None:
-            oracle = torch.full((B, T), self.oracle_pad_id, dtype=torch.long, device=codes.device)
+            oracle = torch.full((B, T), self.text_ids.pad, dtype=torch.long, device=codes.device)
         if oracle.dim() == 3:
             if oracle.shape[1] != 1:
                 raise InputError(f"oracle: expected shape [B, 1, T] or [B, T], got {tuple(oracle.shape)}")
@@ -126,7 +127,7 @@ class KameLM(LMModel):
             raise InputError(f"oracle: expected shape ({B}, {T}) to match codes, got {tuple(oracle.shape)}")
         self.check_oracle_ids(oracle)
         # Step s sees the oracle id of frame s - 1; step 0 sees the start id, as text does.
-        start = torch.full((B, 1), self.oracle_start_id, dtype=oracle.dtype, device=oracle.device)
+        start = torch.full((B, 1), self.text_ids.start, dtype=oracle.dtype, device=oracle.device)
         oracle_inputs = torch.cat([start, oracle[:, :-1]], dim=1)  # [B, T]
         oracle_sum = self.oracle_condition(oracle_inputs)  # [B, T, dim]
         if text_only:
@@ -181,6 +182,22 @@ class KameLM(LMModel):
             raise InputError(f"codes: text token ids must lie in [-1, {self.text_card}]")
         if codes.numel() and (int(audio.min()) < -1 or int(audio.max()) > self.card):
             raise InputError(f"codes: audio token ids must lie in [-1, {self.card}]")
+
+
+def text_ids_for(lm_kwargs: dict[str, Any]) -> TextIds:
+    """The text ids a model built from config.json-style `lm_kwargs` will use: the configured
+    values, else moshi's `LMModel` defaults (what `KameLM.text_ids` would report)."""
+    defaults = inspect.signature(LMModel.__init__).parameters
+
+    def value(name: str) -> int:
+        return int(lm_kwargs.get(name, defaults[name].default))
+
+    # Moshi's initial text id is `text_card` (LMModel.text_initial_token_id).
+    return TextIds(
+        pad=value("existing_text_padding_id"),
+        end_of_padding=value("existing_text_end_padding_id"),
+        start=int(lm_kwargs["text_card"]),
+    )
 
 
 def lm_argument_names() -> frozenset[str]:

@@ -57,11 +57,3 @@ class KnowledgeSettings(Section):
     # 30-80 tokens/s; these defaults make the knowledge base look like one.
     first_token_delay_s: float = Field(0.3, ge=0.0)
     word_delay_s: float = Field(0.02, ge=0.0)
-
-
-def with_knowledge_base(settings, **knowledge: object):
-    """App `settings` whose LLM back-end is the knowledge base, its section updated with `knowledge`
-    (e.g. `path=...`); a copy, `settings` is not changed."""
-    section = settings.llm.knowledge.model_copy(update=knowledge)
-    llm = settings.llm.model_copy(update={"provider": "knowledge", "knowledge": section})
-    return settings.model_copy(update={"llm": llm})

@@ -24,17 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class OracleIds:
-    """The two special ids of the oracle stream."""
-
-    start: int  # marks the frame where an oracle begins: the text initial id, text_card (32000 in Moshi)
-    pad: int  # a frame without an oracle token: Moshi's text PAD (3)
-
-    @classmethod
-    def for_text_card(cls, text_card: int, pad: int = 3) -> OracleIds:
-        return cls(start=text_card, pad=pad)
+from kamevoice.oracle.ids import TextIds
 
 
 @dataclass(frozen=True)
@@ -77,7 +67,7 @@ class OracleTimeline:
     arrive, and `next_id()` once per frame, in frame order.
     """
 
-    ids: OracleIds
+    ids: TextIds
     frame: int = 0  # the next frame whose id `next_id` will return
     stats: TimelineStats = field(default_factory=TimelineStats)
     _queue: deque[int] = field(default_factory=deque)
@@ -129,7 +119,7 @@ class OracleTimeline:
 
 
 def layout_oracle(
-    events: Iterable[OracleEvent], num_frames: int, ids: OracleIds, stats: TimelineStats | None = None
+    events: Iterable[OracleEvent], num_frames: int, ids: TextIds, stats: TimelineStats | None = None
 ) -> np.ndarray:
     """Per-frame oracle ids `[num_frames]` (int64) for recorded events, via `OracleTimeline`.
 

@@ -1,4 +1,4 @@
-"""Runtime commands: `kamevoice run` (file mode) and `kamevoice oracle` (the back-end alone)."""
+"""Runtime commands: `kamevoice demo`, `kamevoice run` (file mode), `kamevoice oracle` (the back-end alone)."""
 
 from __future__ import annotations
 
@@ -39,29 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--realtime", action="store_true", help="push the audio at speaking pace (wall clock)"
     )
     oracle.add_argument("--json", metavar="FILE", nargs="?", const="-", help="write the events as JSONL")
+    oracle.add_argument("--kb", metavar="FILE", help="knowledge base (default: the embedded KAME-tiny's)")
     oracle.set_defaults(handler=run_oracle_command)
-
-    serve = sub.add_parser(
-        "serve",
-        help="serve conversations over WebSocket (Moshi's protocol at /api/chat) with a browser page at /",
-        description="Serve KAME conversations: Moshi's binary WebSocket protocol at /api/chat plus JSON "
-        "events, a browser page at /, /health and /metrics. Binds 127.0.0.1 unless told otherwise.",
-    )
-    serve.add_argument("--checkpoint", help="front-end checkpoint: local directory or hub repo id")
-    serve.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
-    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="TCP port (default 8998)")
-    serve.add_argument("--max-sessions", type=int, default=None, help="concurrent conversations")
-    serve.add_argument("--token", default=None, help="require this bearer token on /api/chat")
-    serve.add_argument(
-        "--allowed-origin", action="append", help="browser Origin allowed (repeat; '*' for any)"
-    )
-    serve.add_argument("--log-dir", default=None, help="write per-session event logs (JSONL) here")
-    serve.add_argument("--no-oracle", action="store_true", help="front-end alone: no STT, no LLM")
-    serve.add_argument(
-        "--lockstep", action="store_true", help="testing: step when every session has audio (deterministic)"
-    )
-    serve.set_defaults(handler=_serve)
 
 
 def register_demo(sub: argparse._SubParsersAction) -> None:
@@ -82,8 +61,6 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
 
 def demo_question() -> tuple[str, list[str]]:
     """The default demo question (the first held-out tiny question) and its key answer words."""
-    import json
-
     from kamevoice.tiny.defaults import tiny_held_out_questions
 
     with open(tiny_held_out_questions(), encoding="utf-8") as f:
@@ -91,97 +68,72 @@ def demo_question() -> tuple[str, list[str]]:
     return first["question"], list(first["key_words"])
 
 
+# Silence around the demo question, so the STT hears its start and end (seconds).
+DEMO_PAD_S = 0.5
+# Silence after the question for the reply (seconds).
+DEMO_TAIL_S = 4.0
+
+
 def run_demo_command(args: argparse.Namespace) -> int:
-    import tempfile
-    from pathlib import Path
-
     import numpy as np
-    import soundfile as sf
 
-    from kamevoice.backend.oracle_run import run_oracle_file
-    from kamevoice.tiny.defaults import embedded_defaults
+    from kamevoice.audio import write_stereo
+    from kamevoice.backend.oracle_run import run_oracle
+    from kamevoice.runtime.filemode import run_file
+    from kamevoice.startup import settings_from_args, start
     from kamevoice.tts import get_engine
 
-    settings = _settings(args)
-    _, settings = embedded_defaults(args.checkpoint or settings.frontend.checkpoint, settings)
+    stack = start(settings_from_args(args))
     text, key_words = (args.text, []) if args.text else demo_question()
     speech = get_engine("espeak").synthesize(text)
-    pad = np.zeros(int(0.5 * speech.sample_rate), dtype=np.float32)
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "question.wav"
-        sf.write(wav, np.concatenate([pad, speech.audio, pad]), speech.sample_rate)
-        print(f'user says: "{text}" ({len(speech.audio) / speech.sample_rate:.1f} s, espeak-ng)')
-        if key_words:
-            print(f"(the answer's key words, from the knowledge base: {' '.join(key_words)})")
-        run_oracle_file(wav, settings)
-        ns = argparse.Namespace(audio=str(wav), out=args.out, events=None, transcript=None,
-                                checkpoint=args.checkpoint, device=None, seed=None, tail=4.0,
-                                realtime=False, no_oracle=False)  # fmt: skip
-        run_file_command(ns)
-        print(f"stereo reply (user left, model right): {args.out}")
+    pad = np.zeros(int(DEMO_PAD_S * speech.sample_rate), dtype=np.float32)
+    audio = np.concatenate([pad, speech.audio, pad])
+    print(f'user says: "{text}" ({len(speech.audio) / speech.sample_rate:.1f} s, espeak-ng)')
+    if key_words:
+        print(f"(the answer's key words, from the knowledge base: {' '.join(key_words)})")
+    if stack.backend is not None:
+        run_oracle(audio, speech.sample_rate, stack.backend, out=sys.stdout)
+    result = run_file(
+        stack.frontend, audio, speech.sample_rate, backend=stack.backend, sampling=stack.sampling,
+        seed=stack.settings.frontend.seed, tail_s=DEMO_TAIL_S,
+    )  # fmt: skip
+    write_stereo(args.out, result.user, result.model, result.sample_rate)
+    _print_summary(result)
+    print(f"stereo reply (user left, model right): {args.out}")
     return 0
 
 
-def _settings(args: argparse.Namespace):
-    from kamevoice.config import load_settings
-
-    return load_settings()
+def _print_summary(result) -> None:
+    lat = result.transcript["latency"]
+    print(f"user: {' | '.join(t['text'] for t in result.transcript['user']) or '-'}")
+    print(f"assistant: {result.transcript['assistant'] or '-'}")
+    print(f"oracles: {len(result.transcript['oracles'])}, median latency: {lat['median_s']}")
 
 
 def run_file_command(args: argparse.Namespace) -> int:
     from kamevoice.audio import read_audio
-    from kamevoice.backend.llm.factory import make_llm
-    from kamevoice.backend.stt import make_stt
-    from kamevoice.frontend.device import apply_cpu_threads
-    from kamevoice.frontend.generator import SamplingOptions
-    from kamevoice.frontend.loading import load_frontend
     from kamevoice.runtime.filemode import run_file, write_outputs
-    from kamevoice.tiny.defaults import embedded_defaults
+    from kamevoice.startup import settings_from_args, start
 
-    settings = _settings(args)
-    checkpoint, settings = embedded_defaults(args.checkpoint or settings.frontend.checkpoint, settings)
+    stack = start(settings_from_args(args))
     audio, rate = read_audio(args.audio)
-    fs = settings.frontend
-    apply_cpu_threads(fs.cpu_threads)
-    frontend = load_frontend(checkpoint, device=args.device or fs.device, dtype=fs.dtype)
-    sampling = SamplingOptions.from_settings(fs, frontend.files.lm_gen_config, frontend.files.extra)
-    stt = llm = None
-    if not args.no_oracle:
-        stt = make_stt(settings.stt)
-        llm = make_llm(settings.llm)
     result = run_file(
-        frontend,
-        audio,
-        rate,
-        stt=stt,
-        llm=llm,
-        events_path=args.events,
-        tail_s=args.tail,
-        sampling=sampling,
-        seed=fs.seed if args.seed is None else args.seed,
-        realtime=args.realtime,
-        scheduler_settings=settings.scheduler,
-    )
+        stack.frontend, audio, rate, backend=stack.backend, events_path=args.events, tail_s=args.tail,
+        sampling=stack.sampling, seed=stack.settings.frontend.seed, realtime=args.realtime,
+    )  # fmt: skip
     write_outputs(result, args.out, None if args.transcript in (None, "-") else args.transcript)
     if args.transcript == "-":
         json.dump(result.transcript, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        lat = result.transcript["latency"]
-        print(f"user: {' | '.join(t['text'] for t in result.transcript['user']) or '-'}")
-        print(f"assistant: {result.transcript['assistant'] or '-'}")
-        print(f"oracles: {len(result.transcript['oracles'])}, median latency: {lat['median_s']}")
+        _print_summary(result)
     return 0
 
 
 def run_oracle_command(args: argparse.Namespace) -> int:
+    from kamevoice.backend.factory import backend_from_settings
     from kamevoice.backend.oracle_run import run_oracle_file
+    from kamevoice.startup import resolve, settings_from_args
 
-    settings = _settings(args)
-    return run_oracle_file(args.audio, settings, realtime=args.realtime, json_path=args.json)
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from kamevoice.server.serve import serve_command
-
-    return serve_command(args)
+    backend = backend_from_settings(resolve(settings_from_args(args)))
+    return run_oracle_file(args.audio, backend, realtime=args.realtime, json_path=args.json)

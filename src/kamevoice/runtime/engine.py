@@ -29,16 +29,19 @@ import copy
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 import torch
 
 from kamevoice.errors import InputError
 from kamevoice.frontend.codec import AudioCodec
-from kamevoice.frontend.generator import BatchedGenerator, SamplingOptions, SlotHandle
+from kamevoice.frontend.generator import BatchedGenerator, SlotHandle
 from kamevoice.frontend.model import KameLM
+from kamevoice.frontend.policies import DecodingPolicy
+from kamevoice.frontend.sampling import SamplingOptions
 from kamevoice.runtime.clock import FRAME_SECONDS
 
 # User frames a conversation may have queued before the paced loop steps early to catch up:
@@ -83,6 +86,13 @@ class EngineStats:
     def percentile(self, q: float) -> float:
         values = sorted(self.step_ms)
         return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+class _Request(Enum):
+    """What a conversation asks of the engine thread."""
+
+    JOIN = "join"
+    LEAVE = "leave"
 
 
 class EngineStream:
@@ -136,22 +146,30 @@ class EngineStream:
         """Leave the engine; the slot is freed at the next step."""
         if not self.closed:
             self.closed = True
-            self._engine._requests.append(("leave", self))
+            self._engine.leave(self)
 
 
 class Engine:
     """Runs the frame loop for up to `options.max_sessions` conversations."""
 
-    def __init__(self, model: KameLM, codec: AudioCodec, options: EngineOptions = EngineOptions()):
+    def __init__(
+        self,
+        model: KameLM,
+        codec: AudioCodec,
+        options: EngineOptions = EngineOptions(),
+        policies: Sequence[DecodingPolicy] = (),
+    ):
+        """`policies`: decoding policies of every slot, run by the generator before its own
+        (e.g. `SilenceForcer` for the evaluation's forced delay)."""
         self.model = model
         self.options = options
         self.encoder = codec
         self.decoder = copy.deepcopy(codec)  # separate streaming state: rows reset independently
         self.frame_size = codec.frame_size
-        self.generator = BatchedGenerator(model, options.max_sessions, options.sampling)
+        self.generator = BatchedGenerator(model, options.max_sessions, options.sampling, policies=policies)
         self.max_delay = max(model.delays)
         self.stats = EngineStats()
-        self._requests: deque = deque()  # ("join" | "leave", stream), handled on the engine thread
+        self._requests: deque[tuple[_Request, EngineStream]] = deque()  # handled on the engine thread
         self._streams: dict[int, EngineStream] = {}  # slot -> stream
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -183,8 +201,12 @@ class Engine:
     def open(self, on_frame: Callable[[FrameResult], None]) -> EngineStream:
         """A new conversation; it joins at the next step (`stream.joined` is set then)."""
         stream = EngineStream(self, on_frame)
-        self._requests.append(("join", stream))
+        self._requests.append((_Request.JOIN, stream))
         return stream
+
+    def leave(self, stream: EngineStream) -> None:
+        """`stream`'s conversation is over; its slot is freed at the next step (any thread)."""
+        self._requests.append((_Request.LEAVE, stream))
 
     @property
     def thread_id(self) -> int | None:
@@ -195,7 +217,9 @@ class Engine:
     def free_slots(self) -> int:
         """Slots not yet claimed (approximate while requests are pending)."""
         return (
-            self.options.max_sessions - len(self._streams) - sum(1 for r in self._requests if r[0] == "join")
+            self.options.max_sessions
+            - len(self._streams)
+            - sum(1 for kind, _ in self._requests if kind is _Request.JOIN)
         )
 
     # -- the loop --------------------------------------------------------------------------------
@@ -222,7 +246,7 @@ class Engine:
                         self.stats.overruns += 1
                         next_tick = max(next_tick, time.monotonic())
                 elif not self.ready():
-                    self._handle_requests()
+                    self.admit()
                     self._stop.wait(IDLE_WAIT_S)
                 else:
                     self.step()
@@ -250,7 +274,7 @@ class Engine:
     @torch.no_grad()
     def step(self) -> float:
         """One frame for every live conversation; returns its duration in seconds."""
-        self._handle_requests()
+        self.admit()
         start = time.perf_counter()
         batch = self.options.max_sessions
         pcm = np.zeros((batch, 1, self.frame_size), dtype=np.float32)
@@ -289,12 +313,12 @@ class Engine:
                 stream.close()
         return took
 
-    # -- internals ------------------------------------------------------------------------------
-
-    def _handle_requests(self) -> None:
+    def admit(self) -> None:
+        """Apply pending joins and leaves now (every step does; an unpaced caller that steps the
+        engine itself calls it to let a new conversation in before its first frame)."""
         while self._requests:
             kind, stream = self._requests.popleft()
-            if kind == "join":
+            if kind is _Request.JOIN:
                 if stream.closed:
                     continue
                 if self.generator.free_slots == 0:

@@ -1,8 +1,9 @@
 """The session event log: every stage stamps what it did, in seconds since the session start.
 
-Events are plain dicts `{"t": seconds, "kind": str, ...fields}`. The log keeps
-them in memory (for latency computation), writes them as JSONL when given a
-path, and forwards them to subscribers (the WebSocket client, metrics).
+Events are plain dicts `{"t": seconds, "kind": EventKind, ...fields}`, of the kinds and
+fields declared in `kamevoice.runtime.messages` (an undeclared kind or field is a bug and
+raises). The log keeps them in memory (for latency computation), writes them as JSONL
+when given a path, and forwards them to subscribers (the WebSocket client, metrics).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from kamevoice.runtime.clock import Clock, WallClock
+from kamevoice.runtime.messages import EventKind, spec
 
 Event = dict[str, Any]
 
@@ -31,9 +33,19 @@ class EventLog:
         """Call `callback(event)` for every event emitted from now on."""
         self._subscribers.append(callback)
 
-    def emit(self, kind: str, t: float | None = None, **fields: Any) -> Event:
+    def emit(self, kind: EventKind, t: float | None = None, **fields: Any) -> Event:
         """Record an event stamped `t` (default: the clock's now) and return it."""
-        event: Event = {"t": round(self.clock.now() if t is None else t, 6), "kind": kind, **fields}
+        declared = spec(kind).fields
+        if not declared.issuperset(fields):
+            undeclared = sorted(set(fields) - declared)
+            raise ValueError(
+                f"event {kind}: field(s) {undeclared} not declared in kamevoice.runtime.messages"
+            )
+        event: Event = {
+            "t": round(self.clock.now() if t is None else t, 6),
+            "kind": EventKind(kind),
+            **fields,
+        }
         if self._keep:
             self.events.append(event)
         if self._file is not None:
@@ -43,7 +55,7 @@ class EventLog:
             callback(event)
         return event
 
-    def of_kind(self, kind: str) -> list[Event]:
+    def of_kind(self, kind: EventKind) -> list[Event]:
         """The kept events of one kind, in order."""
         return [e for e in self.events if e["kind"] == kind]
 

@@ -17,8 +17,9 @@ sides and the per-turn latencies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,15 @@ import numpy as np
 import torch
 
 from kamevoice.audio import resample, to_mono, write_stereo
-from kamevoice.frontend.generator import SamplingOptions
+from kamevoice.backend.factory import Backend
+from kamevoice.frontend.policies import DecodingPolicy
+from kamevoice.frontend.sampling import SamplingOptions
 from kamevoice.runtime.clock import FRAME_SECONDS, LoopClock
 from kamevoice.runtime.engine import Engine, EngineOptions
-from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.events import Event, EventLog
 from kamevoice.runtime.latency import summarize, turn_latencies
-from kamevoice.runtime.session import Session, SessionOutput
+from kamevoice.runtime.messages import EndCause, EventKind
+from kamevoice.runtime.session import WORD_START, OutputKind, Session, SessionOutput
 from kamevoice.runtime.virtual_loop import run_virtual
 
 # Silence played after the file so the reply can finish (seconds).
@@ -51,30 +55,30 @@ class FileRunResult:
 
 
 async def _session_run(
-    frontend,
+    frontend: Any,
     audio: np.ndarray,
-    stt,
-    llm,
-    events_path,
+    backend: Backend | None,
+    events_path: str | Path | None,
     tail_s: float,
     sampling: SamplingOptions,
     realtime: bool,
-    scheduler_settings=None,
-    on_engine=None,
+    policies: Sequence[DecodingPolicy],
 ) -> FileRunResult:
     codec = frontend.codec
     rate, size = codec.sample_rate, codec.frame_size
-    clock = LoopClock()
-    events = EventLog(clock, events_path)
-    if stt is not None:
-        stt.events, stt.clock = events, clock
-    engine = Engine(frontend.model, codec, EngineOptions(max_sessions=1, sampling=sampling, paced=realtime))
-    if on_engine is not None:
-        on_engine(engine)  # e.g. evaluation hooks on the generator (kamevoice.frontend.policies.silence)
+    events = EventLog(LoopClock(), events_path)
+    stt = backend.stt(events) if backend is not None and backend.stt is not None else None
+    llm = backend.llm() if backend is not None and backend.llm is not None else None
+    engine = Engine(
+        frontend.model,
+        codec,
+        EngineOptions(max_sessions=1, sampling=sampling, paced=realtime),
+        policies=policies,
+    )
     model_frames: dict[int, np.ndarray] = {}
 
     def on_output(out: SessionOutput) -> None:
-        if out.kind == "audio" and out.pcm is not None:
+        if out.kind is OutputKind.AUDIO and out.pcm is not None:
             model_frames[out.frame] = out.pcm
 
     session = Session(
@@ -85,7 +89,7 @@ async def _session_run(
         events=events,
         on_output=on_output,
         sample_rate=rate,
-        scheduler_settings=scheduler_settings,
+        scheduler_settings=backend.scheduler if backend is not None else None,
     )
     total_frames = -(-len(audio) // size) + round(tail_s / FRAME_SECONDS)
     padded = np.zeros(total_frames * size, dtype=np.float32)
@@ -98,7 +102,7 @@ async def _session_run(
     try:
         await session.start()
         if not realtime:
-            engine._handle_requests()
+            engine.admit()
         t0 = loop.time()
         for f in range(total_frames):  # the file, then `tail_s` of silence for the reply to finish
             await asyncio.sleep(max(0.0, t0 + f * FRAME_SECONDS - loop.time()))
@@ -112,7 +116,10 @@ async def _session_run(
         if session.scheduler is not None:
             await asyncio.wait_for(session.scheduler.wait_idle(), timeout=30)
     finally:
-        await session.close("end of file")
+        await session.close("end of file", EndCause.END_OF_INPUT)
+        if llm is not None:
+            with contextlib.suppress(Exception):
+                await llm.aclose()
         if realtime:
             engine.stop()
         engine.__exit__(None, None, None)
@@ -122,40 +129,42 @@ async def _session_run(
         if 0 <= frame < total_frames:
             model[frame * size : (frame + 1) * size] = pcm
     logged = events.events
-    latencies = turn_latencies(logged)
-    transcript = {
+    return FileRunResult(padded, model, rate, logged, transcript_of(logged))
+
+
+def transcript_of(events: list[Event]) -> dict[str, Any]:
+    """Both sides of a session and its per-turn latency, from its event log."""
+    return {
         "user": [
             {"text": e["text"], "start": e["start"], "end": e["end"]}
-            for e in logged
-            if e["kind"] == "user_turn"
+            for e in events
+            if e["kind"] == EventKind.USER_TURN
         ],
-        "assistant": "".join(e["piece"] for e in logged if e["kind"] == "text")
-        .replace("\u2581", " ")
+        "assistant": "".join(e["piece"] for e in events if e["kind"] == EventKind.FRONTEND_TEXT)
+        .replace(WORD_START, " ")
         .strip(),
-        "oracles": [e["text"] for e in logged if e["kind"] == "oracle_end"],
-        "latency": summarize(latencies),
+        "oracles": [e["text"] for e in events if e["kind"] == EventKind.ORACLE_END],
+        "latency": summarize(turn_latencies(events)),
     }
-    return FileRunResult(padded, model, rate, logged, transcript)
 
 
 def run_file(
-    frontend,
+    frontend: Any,
     audio: np.ndarray,
     audio_rate: int,
     *,
-    stt=None,
-    llm=None,
+    backend: Backend | None = None,
     events_path: str | Path | None = None,
     tail_s: float = DEFAULT_TAIL_S,
     sampling: SamplingOptions = SamplingOptions(),
     seed: int = 42,
     realtime: bool = False,
-    scheduler_settings=None,
-    on_engine: Callable[[Engine], None] | None = None,
+    policies: Sequence[DecodingPolicy] = (),
 ) -> FileRunResult:
     """Run one audio file through a session (see module doc).
 
-    `on_engine(engine)` is called once the session's engine is built, before its first step.
+    `backend`: the conversation's STT and LLM (None: the front-end alone, the oracle stream
+    stays PAD); `policies`: decoding policies for the front-end (e.g. forced silence).
     """
     if frontend.codec is None:
         raise ValueError("file mode needs a front-end with its codec loaded")
@@ -163,9 +172,7 @@ def run_file(
     mono = resample(to_mono(audio), audio_rate, frontend.codec.sample_rate)
 
     def main():
-        return _session_run(
-            frontend, mono, stt, llm, events_path, tail_s, sampling, realtime, scheduler_settings, on_engine
-        )
+        return _session_run(frontend, mono, backend, events_path, tail_s, sampling, realtime, policies)
 
     return asyncio.run(main()) if realtime else run_virtual(main)
 

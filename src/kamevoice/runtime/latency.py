@@ -22,6 +22,7 @@ import statistics
 from dataclasses import asdict, dataclass
 
 from kamevoice.runtime.events import Event
+from kamevoice.runtime.messages import EventKind
 
 # Silence (no front-end piece) that separates one stretch of speech from the next.
 GAP_S = 0.4
@@ -43,9 +44,14 @@ class TurnLatency:
 
 def turn_latencies(events: list[Event], gap_s: float = GAP_S) -> list[TurnLatency]:
     """Per-turn latencies from a session's events (see module doc for the definitions)."""
-    turns = sorted((e for e in events if e["kind"] == "user_turn"), key=lambda e: e["start"])
-    pieces = sorted(((e["frame_t"], e["piece"]) for e in events if e["kind"] == "text"), key=lambda p: p[0])
-    oracle = sorted(e["frame_t"] for e in events if e["kind"] == "oracle_piece" and not e.get("start"))
+    turns = sorted((e for e in events if e["kind"] == EventKind.USER_TURN), key=lambda e: e["start"])
+    pieces = sorted(
+        ((e["frame_t"], e["piece"]) for e in events if e["kind"] == EventKind.FRONTEND_TEXT),
+        key=lambda p: p[0],
+    )
+    oracle = sorted(
+        e["frame_t"] for e in events if e["kind"] == EventKind.ORACLE_PIECE and not e.get("start")
+    )
     out = []
     for i, turn in enumerate(turns):
         window_end = turns[i + 1]["start"] if i + 1 < len(turns) else float("inf")

@@ -94,82 +94,135 @@ VOCABULARY: dict[EventKind, EventSpec] = {
     for s in (
         _spec(_K.SESSION_START, _E.SESSION, "sample_rate", False, "the session joined its engine"),
         _spec(
-            _K.SESSION_END, _E.SESSION, "reason cause frames audio_s", False,
+            _K.SESSION_END,
+            _E.SESSION,
+            "reason cause frames audio_s",
+            False,
             "the session ended: `cause` is one of `EndCause`, `reason` the readable text",
-        ),  # fmt: skip
+        ),
         _spec(_K.AUDIO_IN, _E.SESSION, "seconds total_s", False, "user audio received (seconds)"),
         _spec(
-            _K.FRAME_STATS, _E.ENGINE, "frame step_ms p50_ms p99_ms overruns underruns", True,
+            _K.FRAME_STATS,
+            _E.ENGINE,
+            "frame step_ms p50_ms p99_ms overruns underruns",
+            True,
             "engine step times, every `STATS_EVERY_FRAMES` frames",
-        ),  # fmt: skip
+        ),
         _spec(
-            _K.STT_PARTIAL, _E.STT, "provider text words audio_end lag_s compute_s", True,
+            _K.STT_PARTIAL,
+            _E.STT,
+            "provider text words audio_end lag_s compute_s",
+            True,
             "a partial transcript of the current utterance (it may still change)",
-        ),  # fmt: skip
+        ),
         _spec(
-            _K.STT_FINAL, _E.STT, "provider text words audio_end lag_s compute_s", True,
+            _K.STT_FINAL,
+            _E.STT,
+            "provider text words audio_end lag_s compute_s",
+            True,
             "the final transcript of an utterance",
-        ),  # fmt: skip
+        ),
         _spec(_K.STT_ERROR, _E.STT, "provider error", True, "the STT stream failed", private="error"),
         _spec(
-            _K.STT_UNAVAILABLE, _E.SESSION, "cause error", True,
-            "the session goes on without transcripts (`cause`: the error's type)", private="error",
-        ),  # fmt: skip
+            _K.STT_UNAVAILABLE,
+            _E.SESSION,
+            "cause error",
+            True,
+            "the session goes on without transcripts (`cause`: the error's type)",
+            private="error",
+        ),
         _spec(
-            _K.USER_TURN, _E.SESSION, "text start end words", True,
+            _K.USER_TURN,
+            _E.SESSION,
+            "text start end words",
+            True,
             "a final utterance with its word times (seconds of session audio)",
-        ),  # fmt: skip
+        ),
         _spec(
-            _K.LLM_REQUEST, _E.SCHEDULER, "gen reason words user_words chars provider change_t", True,
+            _K.LLM_REQUEST,
+            _E.SCHEDULER,
+            "gen reason words user_words chars provider change_t",
+            True,
             "an LLM request started (`reason`: growth or final)",
-        ),  # fmt: skip
+        ),
         _spec(_K.LLM_DEFERRED, _E.SCHEDULER, "wait_s reason", False, "a start held back by the rate cap"),
         _spec(
-            _K.LLM_FIRST_TOKEN, _E.SCHEDULER, "gen from_change_s from_start_s attempt", True,
+            _K.LLM_FIRST_TOKEN,
+            _E.SCHEDULER,
+            "gen from_change_s from_start_s attempt",
+            True,
             "a request's first text arrived (the oracle resets to it)",
-        ),  # fmt: skip
+        ),
         _spec(_K.LLM_DONE, _E.SCHEDULER, "gen total_s deltas chars words", False, "a request completed"),
         _spec(
-            _K.LLM_CANCEL, _E.SCHEDULER, "gen why began chars after_s", False,
+            _K.LLM_CANCEL,
+            _E.SCHEDULER,
+            "gen why by began chars after_s",
+            False,
             "a request was stopped (`why`: one of `CancelWhy`)",
-        ),  # fmt: skip
+        ),
         _spec(
-            _K.LLM_SUPERSEDED, _E.SCHEDULER, "gen by began chars after_s", False,
+            _K.LLM_SUPERSEDED,
+            _E.SCHEDULER,
+            "gen by began chars after_s",
+            False,
             "a request was dropped because request `by` began first",
-        ),  # fmt: skip
+        ),
         _spec(
-            _K.LLM_ERROR, _E.SCHEDULER, "gen error retry will_retry delay_s status message", True,
+            _K.LLM_ERROR,
+            _E.SCHEDULER,
+            "gen error retry will_retry delay_s status message",
+            True,
             "an LLM attempt failed (`error`: its kind, `status`: the HTTP status; the vendor's "
-            "`message` stays in the server's log)", private="message",
-        ),  # fmt: skip
+            "`message` stays in the server's log)",
+            private="message",
+        ),
         _spec(
-            _K.ORACLE_UNAVAILABLE, _E.SCHEDULER, "gen error", True,
+            _K.ORACLE_UNAVAILABLE,
+            _E.SCHEDULER,
+            "gen error",
+            True,
             "a request gave up: no new oracle until the next trigger",
-        ),  # fmt: skip
+        ),
         _spec(_K.ORACLE_RECOVERED, _E.SCHEDULER, "gen", False, "first success after `oracle.unavailable`"),
         _spec(_K.ORACLE_BEGIN, _E.SESSION, "gen frame", False, "a new oracle resets the timeline"),
         _spec(_K.ORACLE_TEXT, _E.SESSION, "gen text", True, "the current oracle's text as it grows"),
         _spec(
-            _K.ORACLE_END, _E.SESSION, "gen text cancelled pieces", False,
+            _K.ORACLE_END,
+            _E.SESSION,
+            "gen text cancelled pieces",
+            False,
             "no more text will come for this oracle",
-        ),  # fmt: skip
+        ),
         _spec(
-            _K.ORACLE_PIECE, _E.SESSION, "frame frame_t start id piece", False,
+            _K.ORACLE_PIECE,
+            _E.SESSION,
+            "frame frame_t start id piece",
+            False,
             "an oracle id entered the model at `frame` (`start`: the reset id)",
-        ),  # fmt: skip
+        ),
         _spec(
-            _K.FRONTEND_TEXT, _E.SESSION, "frame frame_t id piece", True,
+            _K.FRONTEND_TEXT,
+            _E.SESSION,
+            "frame frame_t id piece",
+            True,
             "a piece of the front-end's inner monologue",
-        ),  # fmt: skip
+        ),
         _spec(
-            _K.REPLY_ONSET, _E.SESSION, "frame frame_t", False,
+            _K.REPLY_ONSET,
+            _E.SESSION,
+            "frame frame_t",
+            False,
             "the first piece after a silence of `GAP_S` (a new stretch of speech)",
-        ),  # fmt: skip
+        ),
         _spec(_K.CASCADE_REQUEST, _E.EVAL, "turn text", False, "the cascade baseline asked its LLM"),
         _spec(
-            _K.CASCADE_FIRST_AUDIO, _E.EVAL, "turn chunk tts_s", False,
+            _K.CASCADE_FIRST_AUDIO,
+            _E.EVAL,
+            "turn chunk tts_s",
+            False,
             "the cascade baseline's first synthesised audio",
-        ),  # fmt: skip
+        ),
         _spec(_K.CASCADE_REPLY, _E.EVAL, "turn text", False, "the cascade baseline's whole reply"),
     )
 }

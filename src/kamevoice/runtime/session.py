@@ -5,20 +5,16 @@ oracles to the front-end, and everything the front-end produces back out, all in
     await session.start()
     await session.push_audio(pcm_24k)      # as audio arrives
     ...
-    await session.close()
+    await session.close("client closed", EndCause.CLIENT_CLOSED)
 
 The session never blocks the frame loop: the engine calls back from its own
 thread and the session hops onto the asyncio loop. A failure of the STT or
 the LLM degrades this session only (no transcript / no oracle), logged.
 
-Events (`EventLog`, JSONL): `session_start`, `audio_in` (seconds received),
-`stt_partial` / `stt_final` (from the STT), `user_turn` (a final utterance
-with its word times), `llm_*` (from the scheduler), `oracle_begin`,
-`oracle_text` (the oracle as it grows), `oracle_piece` (an oracle id that
-entered the model, with its frame), `text` (a front-end piece with its
-frame), `reply_onset` (the first piece after a pause of `GAP_S`), `frame_stats`,
-`session_end`. Latency per turn is computed from this
-log (`kamevoice.runtime.latency`).
+Every event it writes is declared in `kamevoice.runtime.messages`; with
+`forward_events` the kinds marked for clients go to `on_output` as well
+(private fields left out). Latency per turn is computed from the log
+(`kamevoice.runtime.latency`).
 """
 
 from __future__ import annotations
@@ -29,34 +25,44 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
 from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
-from kamevoice.oracle.pieces import IncrementalTokenizer
 from kamevoice.runtime.clock import FRAME_SECONDS
 from kamevoice.runtime.engine import Engine, EngineStream, FrameResult
-from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.events import Event, EventLog
 from kamevoice.runtime.latency import GAP_S
+from kamevoice.runtime.messages import CLIENT_KINDS, EndCause, EventKind, spec
+from kamevoice.runtime.oracle_feed import OracleFeed
 
 log = logging.getLogger(__name__)
 
-# Moshi's text ids that carry no piece: end-of-padding (0) and PAD (3).
-SILENT_TEXT_IDS = frozenset({0, 3})
-# Emit a `frame_stats` event every this many frames (per-frame events would swamp the log).
+# Emit an `engine.frame_stats` event every this many frames (per-frame events would swamp the log).
 STATS_EVERY_FRAMES = 25
+# SentencePiece's word-start marker, shown to people as a space.
+WORD_START = "\u2581"
+
+
+class OutputKind(StrEnum):
+    """What a `SessionOutput` carries."""
+
+    AUDIO = "audio"
+    TEXT = "text"
+    EVENT = "event"
 
 
 @dataclass
 class SessionOutput:
     """Something for the client: model audio, a front-end text piece, or an event to show."""
 
-    kind: str  # "audio" | "text" | "event"
+    kind: OutputKind
     pcm: np.ndarray | None = None  # audio: [frame_size] float32, model audio of frame `frame`
     text: str = ""  # text: the piece, SentencePiece markers replaced by spaces
     frame: int = -1
-    event: dict | None = None
+    event: Event | None = None
 
 
 class Session:
@@ -73,16 +79,7 @@ class Session:
         scheduler_settings: SchedulerSettings | None = None,
         on_output: Callable[[SessionOutput], None] | None = None,
         sample_rate: int = 24_000,
-        forward_events: tuple[str, ...] = (
-            "stt_partial",
-            "stt_final",
-            "oracle_text",
-            "llm_first_token",
-            "llm_request",
-            "oracle_unavailable",
-            "user_turn",
-            "frame_stats",
-        ),
+        forward_events: bool = False,
     ):
         self.engine = engine
         self.tokenizer = tokenizer
@@ -90,26 +87,26 @@ class Session:
         self.events = events
         self.sample_rate = sample_rate
         self.on_output = on_output or (lambda out: None)
+        self.text_ids = engine.model.text_ids
+        self.oracle = OracleFeed(events, tokenizer, frame=lambda: self.frames)
         self.scheduler = (
-            OracleScheduler(llm, self, settings=scheduler_settings, events=events)
+            OracleScheduler(llm, self.oracle, settings=scheduler_settings, events=events)
             if llm is not None
             else None
         )
-        self._pieces = IncrementalTokenizer(tokenizer)
-        self._oracle_gen = 0
         self._stream: EngineStream | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._stt_task: asyncio.Task | None = None
+        self._stt_failed = False
         self._audio_s = 0.0
         self.closed = False
         self.end_reason = ""
+        self.end_cause: EndCause | None = None
         self.frames = 0
-        self._oracle_pad = engine.model.oracle_pad_id
-        self._oracle_start = engine.model.oracle_start_id
-        self._forward = set(forward_events)
         self._last_text_t: float | None = None
-        events.subscribe(self._maybe_forward)
+        if forward_events:
+            events.subscribe(self._forward)
 
     # -- lifetime ---------------------------------------------------------------------------------
 
@@ -117,8 +114,9 @@ class Session:
         """Join the engine and start reading the STT."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self.events.emit("session_start", sample_rate=self.sample_rate)
+        self.events.emit(EventKind.SESSION_START, sample_rate=self.sample_rate)
         self._stream = self.engine.open(self._from_engine)
+        self.oracle.target = self._stream
         if self.stt is not None:
             self._stt_task = asyncio.create_task(self._read_stt(), name="session-stt")
 
@@ -134,16 +132,13 @@ class Session:
         self._stream.push(pcm)  # raises InputError on malformed audio
         self._audio_s += len(pcm) / self.sample_rate
         self.events.emit(
-            "audio_in", seconds=round(len(pcm) / self.sample_rate, 4), total_s=round(self._audio_s, 4)
+            EventKind.AUDIO_IN, seconds=round(len(pcm) / self.sample_rate, 4), total_s=round(self._audio_s, 4)
         )
         if self.stt is not None and not self._stt_failed:
             try:
                 await self.stt.push(pcm, self.sample_rate)
             except Exception as exc:  # the STT is gone: the conversation goes on without transcripts
-                self._stt_failed = True
-                self.events.emit("stt_unavailable", error=f"{type(exc).__name__}: {exc}")
-
-    _stt_failed = False
+                self._stt_unavailable(exc)
 
     async def end_input(self) -> None:
         """The user's audio is over (file mode): flush the STT, let the engine run without input."""
@@ -153,12 +148,12 @@ class Session:
             with contextlib.suppress(Exception):
                 await self.stt.finish()
 
-    async def close(self, reason: str = "closed") -> None:
-        """Leave the engine, stop the back-end, close the log."""
+    async def close(self, reason: str = "closed", cause: EndCause = EndCause.CLIENT_CLOSED) -> None:
+        """Leave the engine, stop the back-end, close the log (`reason`: readable, `cause`: its kind)."""
         if self.closed:
             return
         self.closed = True
-        self.end_reason = reason
+        self.end_reason, self.end_cause = reason, cause
         if self._stream is not None:
             self._stream.close()
         if self.scheduler is not None:
@@ -170,7 +165,13 @@ class Session:
             self._stt_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._stt_task
-        self.events.emit("session_end", reason=reason, frames=self.frames, audio_s=round(self._audio_s, 3))
+        self.events.emit(
+            EventKind.SESSION_END,
+            reason=reason,
+            cause=cause,
+            frames=self.frames,
+            audio_s=round(self._audio_s, 3),
+        )
         self.events.close()
 
     # -- STT -> scheduler ---------------------------------------------------------------------------
@@ -180,7 +181,7 @@ class Session:
             async for hyp in self.stt:
                 if hyp.is_final and hyp.words:
                     self.events.emit(
-                        "user_turn",
+                        EventKind.USER_TURN,
                         text=hyp.text,
                         start=round(hyp.words[0].start, 3),
                         end=round(hyp.words[-1].end, 3),
@@ -191,38 +192,11 @@ class Session:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._stt_failed = True
-            self.events.emit("stt_unavailable", error=f"{type(exc).__name__}: {exc}")
+            self._stt_unavailable(exc)
 
-    # -- scheduler -> oracle (the OracleSink protocol) ----------------------------------------------
-
-    def begin(self, generation: int) -> None:
-        self._oracle_gen = generation
-        self._pieces.reset()
-        if self._stream is not None:
-            self._stream.begin_oracle()
-        self.events.emit("oracle_begin", gen=generation, frame=self.frames)
-
-    def update(self, generation: int, text: str) -> None:
-        if generation != self._oracle_gen:
-            return
-        self._feed(self._pieces.update(text))
-        self.events.emit("oracle_text", gen=generation, text=text)
-
-    def end(self, generation: int, text: str, cancelled: bool) -> None:
-        if generation != self._oracle_gen:
-            return
-        ids = self._pieces.update(text)
-        if not cancelled:
-            ids += self._pieces.finish()  # the answer is complete: its last word is final too
-        self._feed(ids)
-        self.events.emit(
-            "oracle_end", gen=generation, text=text, cancelled=cancelled, pieces=len(self._pieces.emitted)
-        )
-
-    def _feed(self, ids: list[int]) -> None:
-        if ids and self._stream is not None:
-            self._stream.feed_oracle(ids)
+    def _stt_unavailable(self, exc: Exception) -> None:
+        self._stt_failed = True
+        self.events.emit(EventKind.STT_UNAVAILABLE, cause=type(exc).__name__, error=f"{exc}")
 
     # -- engine -> client -----------------------------------------------------------------------------
 
@@ -237,33 +211,33 @@ class Session:
             return
         self.frames = r.step + 1
         t_frame = round(r.step * FRAME_SECONDS, 4)
-        if r.oracle_id != self._oracle_pad:
-            if r.oracle_id == self._oracle_start:
-                self.events.emit("oracle_piece", frame=r.step, frame_t=t_frame, start=True)
+        ids = self.text_ids
+        if r.oracle_id != ids.pad:
+            if r.oracle_id == ids.start:
+                self.events.emit(EventKind.ORACLE_PIECE, frame=r.step, frame_t=t_frame, start=True)
             else:
+                piece = self.tokenizer.id_to_piece(r.oracle_id)
                 self.events.emit(
-                    "oracle_piece",
-                    frame=r.step,
-                    frame_t=t_frame,
-                    id=r.oracle_id,
-                    piece=self.tokenizer.id_to_piece(r.oracle_id),
+                    EventKind.ORACLE_PIECE, frame=r.step, frame_t=t_frame, id=r.oracle_id, piece=piece
                 )
-        if r.text_id not in SILENT_TEXT_IDS and 0 <= r.text_id < self.tokenizer.vocab_size():
+        if r.text_id not in ids.timing and 0 <= r.text_id < self.tokenizer.vocab_size():
             piece = self.tokenizer.id_to_piece(r.text_id)
             if self._last_text_t is None or t_frame - self._last_text_t >= GAP_S:
-                # A new stretch of speech begins (the rule `kamevoice.runtime.latency` uses for reply onsets).
-                self.events.emit("reply_onset", frame=r.step, frame_t=t_frame)
+                # A new stretch of speech begins (the rule `kamevoice.runtime.latency` uses for onsets).
+                self.events.emit(EventKind.REPLY_ONSET, frame=r.step, frame_t=t_frame)
             self._last_text_t = t_frame
-            self.events.emit("text", frame=r.step, frame_t=t_frame, id=r.text_id, piece=piece)
+            self.events.emit(
+                EventKind.FRONTEND_TEXT, frame=r.step, frame_t=t_frame, id=r.text_id, piece=piece
+            )
             if self.scheduler is not None:
                 self.scheduler.on_assistant_text(piece)
-            self.on_output(SessionOutput("text", text=piece.replace("\u2581", " "), frame=r.step))
+            self.on_output(SessionOutput(OutputKind.TEXT, text=piece.replace(WORD_START, " "), frame=r.step))
         if r.pcm is not None:
-            self.on_output(SessionOutput("audio", pcm=r.pcm, frame=r.audio_frame))
+            self.on_output(SessionOutput(OutputKind.AUDIO, pcm=r.pcm, frame=r.audio_frame))
         if r.step % STATS_EVERY_FRAMES == 0:
             stats = self.engine.stats
             self.events.emit(
-                "frame_stats",
+                EventKind.FRAME_STATS,
                 frame=r.step,
                 step_ms=round(r.step_ms, 2),
                 p50_ms=round(stats.percentile(0.5), 2),
@@ -272,6 +246,7 @@ class Session:
                 underruns=stats.underruns,
             )
 
-    def _maybe_forward(self, event: dict) -> None:
-        if event["kind"] in self._forward:
-            self.on_output(SessionOutput("event", event=event))
+    def _forward(self, event: Event) -> None:
+        kind = event["kind"]
+        if kind in CLIENT_KINDS:
+            self.on_output(SessionOutput(OutputKind.EVENT, event=spec(kind).for_client(event)))

@@ -16,107 +16,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from kamevoice.backend.factory import Backend
 from kamevoice.config import Settings
-from kamevoice.frontend.generator import SamplingOptions
+from kamevoice.frontend.sampling import SamplingOptions
 from kamevoice.runtime.clock import LoopClock
 from kamevoice.runtime.engine import Engine, EngineOptions
 from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.messages import CLIENT_KINDS, EndCause
 from kamevoice.runtime.metrics import CONTENT_TYPE, Metrics
 from kamevoice.runtime.session import Session
 from kamevoice.server.access import origin_ok, token_ok
 from kamevoice.server.connection import Connection, connection_name
 from kamevoice.server.observe import ServerMetrics
 from kamevoice.server.protocol import AUDIO_FORMATS
+from kamevoice.startup import backend_for
 
 log = logging.getLogger(__name__)
 
-# Events of a session that are sent to its client as 0x04 metadata: the transcript, the oracle as it
-# grows, the front-end's words, and per-stage latency.
-CLIENT_EVENTS = (
-    "stt_partial",
-    "stt_final",
-    "user_turn",
-    "llm_request",
-    "llm_first_token",
-    "oracle_text",
-    "oracle_unavailable",
-    "llm_error",
-    "stt_unavailable",
-    "stt_error",
-    "text",
-    "frame_stats",
-)
 # `?events=0` (or off/none/false): no 0x04 metadata, for clients that warn on every unknown kind
 # (Moshi's command-line client logs one line per message it does not know).
 EVENTS_OFF = frozenset({"0", "off", "none", "false", "no"})
 # How often engine counters are carried into the metrics and the engine's health is checked (seconds).
 POLL_S = 0.5
-
-
-@dataclass
-class BackendFactories:
-    """How a conversation gets its own STT stream and LLM provider (tests swap them)."""
-
-    stt: Callable[[EventLog], Any] | None
-    llm: Callable[[], Any] | None
-    # Run once on a worker thread before the server listens: shared indexes are built then, not
-    # on the first conversation's first question (KAME-tiny's catalogue: ~3 s of CPU).
-    prepare: Callable[[], None] | None = None
-
-
-# STT providers that compute in this machine's CPU (the hosted ones only wait on the network).
-LOCAL_STT_PROVIDERS = ("auto", "sphinx", "whisper", "paired")
-
-
-def default_backend(settings: Settings) -> BackendFactories:
-    """The configured providers, or none when `server.oracle` is off."""
-    if not settings.server.oracle:
-        return BackendFactories(None, None)
-    from kamevoice.backend.llm.factory import make_llm
-    from kamevoice.backend.stt import make_stt
-
-    shared: dict[str, Any] = {}
-    lock = threading.Lock()  # providers are built on worker threads; load the index once
-
-    def knowledge_base() -> Any:
-        # Each conversation gets its own provider; the read-only index (and its sentence encoder,
-        # ~400 MB) is loaded once and shared, or memory would grow by that much per session.
-        from kamevoice.knowledge.base import KnowledgeBase
-
-        with lock:
-            if "kb" not in shared:
-                shared["kb"] = KnowledgeBase.load(settings.llm.knowledge)
-        return shared["kb"]
-
-    def llm() -> Any:
-        if settings.llm.provider != "knowledge":
-            return make_llm(settings.llm)
-        from kamevoice.backend.llm.knowledge import KnowledgeProvider
-
-        return KnowledgeProvider(settings.llm.knowledge, kb=knowledge_base())
-
-    def prepare() -> None:
-        if settings.llm.provider == "knowledge":
-            knowledge_base()
-
-    def stt(events: EventLog) -> Any:
-        if settings.server.stt_process and settings.stt.provider in LOCAL_STT_PROVIDERS:
-            from kamevoice.backend.stt.subprocess_host import ProcessSTT
-
-            return ProcessSTT(settings.stt, events=events, clock=events.clock)
-        return make_stt(settings.stt, events=events, clock=events.clock)
-
-    return BackendFactories(stt=stt, llm=llm, prepare=prepare)
 
 
 class KameServer:
@@ -128,7 +56,7 @@ class KameServer:
         settings: Settings,
         *,
         sampling: SamplingOptions | None = None,
-        backend: BackendFactories | None = None,
+        backend: Backend | None = None,
         metrics: Metrics | None = None,
     ):
         if frontend.codec is None:
@@ -136,7 +64,11 @@ class KameServer:
         self.frontend = frontend
         self.settings = settings
         self.server_settings = settings.server
-        self.backend = backend or default_backend(settings)
+        self.backend = (
+            backend
+            if backend is not None
+            else backend_for(settings, stt_process=settings.server.stt_process) or Backend()
+        )
         self.metrics = metrics or Metrics()
         self.observe = ServerMetrics(self.metrics)
         self.engine = Engine(
@@ -187,7 +119,7 @@ class KameServer:
     async def stop(self) -> None:
         """End every conversation, stop listening, stop the engine."""
         for conn in list(self.connections):
-            conn.end("server shutting down")
+            conn.end("server shutting down", EndCause.SHUTDOWN)
         for _ in range(200):  # let conversations say goodbye (up to ~2 s)
             if not self.connections:
                 break
@@ -207,7 +139,7 @@ class KameServer:
             self.observe.poll_engine(self.engine)
             if self.engine.error is not None:
                 for conn in list(self.connections):
-                    conn.end(f"engine failed: {self.engine.error}")
+                    conn.end(f"engine failed: {self.engine.error}", EndCause.ENGINE)
             await asyncio.sleep(POLL_S)
 
     # -- routes -------------------------------------------------------------------------------------
@@ -218,6 +150,7 @@ class KameServer:
         app.router.add_get("/", self._index)
         app.router.add_get("/api/chat", self._chat)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/api/event-kinds", self._event_kinds)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_static("/static/", Path(str(static)), follow_symlinks=False)
         return app
@@ -225,6 +158,10 @@ class KameServer:
     async def _index(self, request: web.Request) -> web.StreamResponse:
         page = resources.files("kamevoice.server") / "static" / "index.html"
         return web.Response(text=page.read_text(encoding="utf-8"), content_type="text/html")
+
+    async def _event_kinds(self, request: web.Request) -> web.Response:
+        """The kinds of the JSON events a client may receive (name -> wire value), for the page."""
+        return web.json_response({kind.name: kind.value for kind in sorted(CLIENT_KINDS)})
 
     def health(self) -> dict[str, Any]:
         """What `/health` answers."""
@@ -310,10 +247,10 @@ class KameServer:
                     stt=stt,
                     llm=llm,
                     events=events,
-                    scheduler_settings=self.settings.scheduler,
+                    scheduler_settings=self.backend.scheduler,
                     on_output=on_output,
                     sample_rate=self.frontend.codec.sample_rate,
-                    forward_events=CLIENT_EVENTS if send_events else (),
+                    forward_events=send_events,
                 )
 
             conn = Connection(

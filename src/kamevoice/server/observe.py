@@ -1,7 +1,7 @@
 """Prometheus metrics of the server: sessions, the engine's frame loop, and what session logs report.
 
 Names carry the `kamevoice_` namespace:
-`sessions_active`, `sessions_started_total`, `sessions_ended_total{reason}`,
+`sessions_active`, `sessions_started_total`, `sessions_ended_total{reason}` (an `EndCause`),
 `sessions_rejected_total{why}` (busy, auth, origin), `engine_steps_total`,
 `engine_overruns_total`, `engine_underruns_total`, `engine_step_seconds`
 (histogram), `audio_frames_in_total` / `audio_frames_out_total` (80 ms frames from and to clients),
@@ -16,15 +16,11 @@ from prometheus_client import Gauge
 from kamevoice.backend.observe import LLMMetrics
 from kamevoice.runtime.engine import Engine
 from kamevoice.runtime.events import Event, EventLog
+from kamevoice.runtime.messages import EndCause, EventKind
 from kamevoice.runtime.metrics import Metrics
 
 # Step-time buckets (seconds): a small model steps in a few ms, the 80 ms budget is the line that matters.
 STEP_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1, 0.12, 0.16, 0.25, 0.5, 1.0)
-
-
-def _reason_label(reason: str) -> str:
-    """A short, bounded label for why a session ended (the full reason is in the logs)."""
-    return reason.split(":", 1)[0].strip()[:40] or "unknown"
 
 
 class ServerMetrics:
@@ -66,16 +62,16 @@ class ServerMetrics:
 
     def observe(self, event: Event) -> None:
         kind = event["kind"]
-        if kind == "text":
+        if kind == EventKind.FRONTEND_TEXT:
             self.text.inc()
-        elif kind == "oracle_piece":
+        elif kind == EventKind.ORACLE_PIECE:
             self.oracle.inc()
-        elif kind in ("stt_partial", "stt_final"):
-            self.stt_lag.labels(str(kind == "stt_final").lower()).observe(event.get("lag_s", 0.0))
-        elif kind in ("stt_error", "stt_unavailable"):
+        elif kind in (EventKind.STT_PARTIAL, EventKind.STT_FINAL):
+            self.stt_lag.labels(str(kind == EventKind.STT_FINAL).lower()).observe(event.get("lag_s", 0.0))
+        elif kind in (EventKind.STT_ERROR, EventKind.STT_UNAVAILABLE):
             self.stt_errors.inc()
-        elif kind == "session_end":
-            self.ended.labels(_reason_label(str(event.get("reason", "")))).inc()
+        elif kind == EventKind.SESSION_END:
+            self.ended.labels(str(event.get("cause") or EndCause.INTERNAL)).inc()
 
     def poll_engine(self, engine: Engine) -> None:
         """Carry the engine thread's counters and new step times over (call it often, on the loop)."""

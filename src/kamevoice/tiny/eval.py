@@ -161,7 +161,7 @@ def condition_settings(settings, kb: Path, condition: Condition):
     """The settings of one condition: the KB provider over `kb`, its first token `delay_s` later."""
     from kamevoice.tiny.defaults import tiny_back_end
 
-    return tiny_back_end(settings, kb, extra_delay_s=condition.delay_s)
+    return tiny_back_end(settings, kb, extra_delay_s=condition.delay_s, use_knowledge=True)
 
 
 def voice_of(question_id: str, voices: Sequence[str]) -> tuple[str | None, float]:

@@ -42,9 +42,9 @@ def register_tiny(group: argparse._SubParsersAction) -> None:
 
 
 def tiny_command(args: argparse.Namespace) -> int:
-    from kamevoice.config import load_settings
     from kamevoice.errors import ConfigError
-    from kamevoice.tiny.defaults import default_checkpoint, tiny_held_out_questions, tiny_knowledge_base
+    from kamevoice.startup import resolve, settings_from_args
+    from kamevoice.tiny.defaults import tiny_held_out_questions, tiny_knowledge_base
     from kamevoice.tiny.eval import TinyEvalOptions, load_held_out, parse_conditions, run_tiny_eval
     from kamevoice.tiny.eval_report import headline
 
@@ -56,19 +56,21 @@ def tiny_command(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--reply-window ({args.reply_window} s) must exceed the longest delay ({longest} s)"
         )
-    settings = load_settings()
+    settings = resolve(
+        settings_from_args({"checkpoint": args.checkpoint, "device": args.device, "seed": args.seed})
+    )
     questions_file = Path(args.questions) if args.questions else tiny_held_out_questions()
     kb = Path(args.kb) if args.kb else tiny_knowledge_base()
     if not kb.is_file():
         raise ConfigError(f"--kb: {kb} does not exist")
     options = TinyEvalOptions(
         out=Path(args.out),
-        checkpoint=default_checkpoint(args.checkpoint),
+        checkpoint=settings.frontend.checkpoint,
         kb=kb,
         questions_file=questions_file,
         conditions=conditions,
-        device=args.device or settings.frontend.device,
-        seed=settings.frontend.seed if args.seed is None else args.seed,
+        device=settings.frontend.device,
+        seed=settings.frontend.seed,
         reply_window_s=args.reply_window,
         transcribe=not args.no_stt_view,
         save_audio=args.save_audio,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kamevoice.data import dialogues
+from kamevoice.frontend.model import text_ids_for
+from kamevoice.frontend.presets import TINY
 
 # ~1000 pieces: whole words for the closed everyday vocabulary (numbers, units, templates) and
 # pieces for the invented names; fits the tiny preset's text_card (1024) with room to spare.
@@ -67,7 +69,7 @@ def train_tokenizer(lines: Iterable[str], out_path: Path, options: TokenizerOpti
         unk_id=0,
         bos_id=1,
         eos_id=2,
-        pad_id=3,  # Moshi's PAD id
+        pad_id=text_ids_for(TINY).pad,  # the model's PAD: its tokenizer never makes that piece
         num_threads=1,  # deterministic piece selection
         minloglevel=2,
     )

@@ -92,11 +92,10 @@ def _load(checkpoint: str | Path):
     import torch
 
     from kamevoice.frontend.loading import load_frontend
-    from kamevoice.oracle.timeline import OracleIds
 
     frontend = load_frontend(checkpoint, device="cpu", load_codec=False)
     model = frontend.model.float().eval()
-    ids = OracleIds(start=model.oracle_start_id, pad=model.oracle_pad_id)
+    ids = model.text_ids
     values = torch.tensor(sorted(value_token_ids(frontend.tokenizer)))
     return model, frontend.tokenizer, ids, values
 

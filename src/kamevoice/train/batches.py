@@ -21,7 +21,7 @@ from kamevoice.data.augment import NO_AUGMENT, AugmentOptions
 from kamevoice.data.copy_episodes import CopyEpisodes
 from kamevoice.data.shards import SampleOptions, ShardDataset
 from kamevoice.errors import ConfigError
-from kamevoice.oracle.timeline import OracleIds
+from kamevoice.oracle.ids import TextIds
 
 # Fill value of frames past the end of a shorter sample in a batch: Moshi's zero token, which
 # embeds to 0 and is masked out of every loss term.
@@ -39,7 +39,7 @@ class DataPosition:
 class ShardMix:
     """Several shard directories seen as one indexable dataset, with a seeded order per epoch."""
 
-    def __init__(self, dirs: list[str | Path], oracle_ids: OracleIds, options: SampleOptions, seed: int):
+    def __init__(self, dirs: list[str | Path], oracle_ids: TextIds, options: SampleOptions, seed: int):
         if not dirs:
             raise ConfigError("no shard directories given")
         self.parts = [ShardDataset(d, oracle_ids, options) for d in dirs]

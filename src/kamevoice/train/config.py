@@ -27,8 +27,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from kamevoice.config import Section, read_settings_file
+from kamevoice.config import read_settings_file
 from kamevoice.errors import ConfigError
+from kamevoice.section import Section
 from kamevoice.train.losses import LossWeights
 
 # Parts of the LM that can be frozen or trained on their own (see `kamevoice.train.parts`).

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from kamevoice.errors import CheckpointError, ConfigError
-from kamevoice.oracle.timeline import OracleIds
 from kamevoice.train.batches import (
     DataPosition,
     ShardMix,
@@ -116,7 +115,7 @@ class Trainer:
         counts = apply_finetune(model, config.finetune)
         self.params, self.trainable = counts["params"], counts["trainable"]
         self.trainable_names = [n for n, p in model.named_parameters() if p.requires_grad]
-        self.ids = OracleIds(start=model.oracle_start_id, pad=model.oracle_pad_id)
+        self.ids = model.text_ids
         self.pad_id, self.delays, self.dep_q = model.existing_text_padding_id, list(model.delays), model.dep_q
         self.target_delays = self.delays[: 1 + self.dep_q]  # text + the model's audio streams
 

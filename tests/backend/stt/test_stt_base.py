@@ -17,6 +17,7 @@ from kamevoice.backend.stt.settings import DeepgramSettings, EndpointSettings
 from kamevoice.errors import ConfigError, InputError
 from kamevoice.runtime.clock import VirtualClock
 from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.messages import EventKind
 
 
 class Recorder(STTStream):
@@ -129,11 +130,11 @@ async def test_push_resamples_and_events_carry_lag() -> None:
     assert len(got) == int(2.5 * ENGINE_RATE)
     assert dominant_freq(got, ENGINE_RATE) == pytest.approx(440, abs=2)
     assert hyps[-1].is_final and hyps[-1].text == "done"
-    partials = log.of_kind("stt_partial")
+    partials = log.of_kind(EventKind.STT_PARTIAL)
     assert partials and all(0 <= e["lag_s"] < 1.0 for e in partials)
     assert partials[-1]["words"] == 2
     assert hyps[-1].emitted_at == pytest.approx(2.56)  # stamped by the log's clock: 32 chunks of 80 ms
-    assert log.of_kind("stt_final")[0]["lag_s"] == 0.0
+    assert log.of_kind(EventKind.STT_FINAL)[0]["lag_s"] == 0.0
 
 
 def test_endpointer_cuts_utterances_at_silence() -> None:

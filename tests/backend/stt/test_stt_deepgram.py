@@ -23,6 +23,7 @@ from kamevoice.backend.stt.settings import DeepgramSettings
 from kamevoice.backend.stt.sphinx import SphinxSTT
 from kamevoice.eval.stt import PAD_S, Utterance, normalise
 from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.messages import EventKind
 
 KEY = "test-key"
 # Audio after which the misbehaving modes act: 1.5 s of 16-bit samples at 16 kHz.
@@ -141,7 +142,7 @@ async def test_speech_round_trip(server, flite_speech: list[Utterance]) -> None:
     assert partials and partials[0].audio_end < u.duration - PAD_S
     assert service.queries[0]["interim_results"] == "true" and service.queries[0]["model"] == "nova-2"
     assert service.bytes_received == pytest.approx(u.duration * 32_000, abs=64)
-    assert log.of_kind("stt_final")[0]["provider"] == "deepgram"
+    assert log.of_kind(EventKind.STT_FINAL)[0]["provider"] == "deepgram"
 
 
 async def test_finalised_segments_join_into_one_utterance(server, two_utterances: Path) -> None:

@@ -11,6 +11,7 @@ from kamevoice.audio import read_audio
 from kamevoice.backend.stt import STTError, STTSettings, make_stt
 from kamevoice.backend.stt.subprocess_host import ProcessSTT
 from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.messages import EventKind
 
 SPHINX = STTSettings(provider="sphinx")
 
@@ -36,7 +37,9 @@ async def test_process_hosted_sphinx_equals_in_process(flite_speech):
     assert finals(hosted) == finals(inline) and finals(hosted)
     assert flite_speech[0].text.split()[-1] in finals(hosted)[-1][0]
     # The parent logs the hosted engine's hypotheses with their lag, as for any provider.
-    assert events.of_kind("stt_final") and all("lag_s" in e for e in events.of_kind("stt_partial"))
+    assert events.of_kind(EventKind.STT_FINAL) and all(
+        "lag_s" in e for e in events.of_kind(EventKind.STT_PARTIAL)
+    )
 
 
 async def test_a_dead_child_is_an_stt_error_not_a_hang():

@@ -16,6 +16,7 @@ from kamevoice.backend.stt.sphinx import SphinxSTT, corpus_sentences
 from kamevoice.errors import ConfigError
 from kamevoice.eval.stt import DOMAIN_TEXT, PAD_S, Utterance, normalise, wer
 from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.messages import EventKind
 
 # Bounds a little above what was measured on the 4 test sentences (see the package README):
 # general LM: flite 0.08 (0.23 over all 8 sentences), espeak-ng 0.72; task LM: flite 0.0, espeak-ng 0.28.
@@ -62,9 +63,9 @@ async def test_flite_speech_is_recognised_with_times(flite_speech: list[Utteranc
     assert partials[0].audio_end < u.duration - PAD_S
     assert all(p.emitted_at <= finals[0].emitted_at for p in partials)
     # The event log has the lag and word counts.
-    ev = log.of_kind("stt_partial")
+    ev = log.of_kind(EventKind.STT_PARTIAL)
     assert len(ev) == len(partials) and all(e["lag_s"] >= 0 and e["words"] >= 1 for e in ev)
-    assert log.of_kind("stt_final")[0]["words"] == 6
+    assert log.of_kind(EventKind.STT_FINAL)[0]["words"] == 6
 
 
 async def test_general_model_wer_on_flite(flite_speech: list[Utterance]) -> None:

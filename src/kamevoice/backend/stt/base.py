@@ -33,6 +33,7 @@ from kamevoice.audio import StreamResampler, int16_to_float
 from kamevoice.errors import InputError, KameVoiceError
 from kamevoice.runtime.clock import Clock, WallClock
 from kamevoice.runtime.events import EventLog
+from kamevoice.runtime.messages import EventKind
 
 # Every provider here decodes 16 kHz mono: what PocketSphinx's and Whisper's
 # models were trained on and what Google's and Deepgram's LINEAR16 streams use.
@@ -256,7 +257,7 @@ class STTStream(ABC):
         lag = max(0.0, self.audio_pushed_s - hyp.audio_end)
         if self.events is not None:
             self.events.emit(
-                "stt_final" if hyp.is_final else "stt_partial",
+                EventKind.STT_FINAL if hyp.is_final else EventKind.STT_PARTIAL,
                 t=now,
                 provider=self.name,
                 text=hyp.text,
@@ -273,5 +274,5 @@ class STTStream(ABC):
             return
         self._error = exc
         if self.events is not None:
-            self.events.emit("stt_error", provider=self.name, error=str(exc))
+            self.events.emit(EventKind.STT_ERROR, provider=self.name, error=str(exc))
         self._queue.put_nowait(exc)

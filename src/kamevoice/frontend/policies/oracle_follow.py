@@ -32,12 +32,14 @@ serves all slots of a batch; its state is per slot and reset with the slot.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-# Text-stream ids that decide timing, not words (Moshi's aligned text): PAD and end-of-padding.
-TIMING_IDS = (3, 0)
+from kamevoice.frontend.policies import DecodingPolicy
+from kamevoice.oracle.ids import TextIds
+
 # Pieces of the model's speech compared with the oracle when lining them up.
 MATCH_MAX = 4
 # A realignment away from the cursor needs this many pieces in agreement: one common
@@ -66,12 +68,12 @@ def _longest_match(oracle: list[int], said: list[int], start: int) -> tuple[int,
     return 0, -1
 
 
-class OracleFollower:
+class OracleFollower(DecodingPolicy):
     """The policy for a batch of `batch_size` conversations (see module doc)."""
 
-    def __init__(self, batch_size: int, bias: float, start_id: int, pad_id: int):
+    def __init__(self, batch_size: int, bias: float, ids: TextIds):
         self.bias = float(bias)
-        self.start_id, self.pad_id = start_id, pad_id
+        self.ids = ids
         self.states = [FollowState() for _ in range(batch_size)]
 
     @property
@@ -79,54 +81,49 @@ class OracleFollower:
         return self.bias > 0
 
     def reset(self, slot: int) -> None:
-        """A new conversation in `slot`."""
         self.states[slot] = FollowState()
 
-    def read(self, slot: int, oracle_id: int) -> None:
-        """The oracle id the model reads at this step."""
+    def read_oracle(self, slot: int, step: int, oracle_id: int) -> None:
         state = self.states[slot]
-        if oracle_id == self.start_id:
+        if oracle_id == self.ids.start:
             state.oracle, state.cursor = [], None
-        elif oracle_id != self.pad_id and oracle_id >= 0:
+        elif oracle_id != self.ids.pad and oracle_id >= 0:
             state.oracle.append(oracle_id)
-
-    @staticmethod
-    def _align(state: FollowState) -> None:
-        """Set the cursor of an unaligned state after the oracle's first run of the model's last pieces."""
-        if state.cursor is None and state.said and state.oracle:
-            length, end = _longest_match(state.oracle, list(state.said), 0)
-            if length:
-                state.cursor = end
+            _align(state)
 
     def expected(self, slot: int) -> int | None:
         """The oracle piece the model should say next, if it is aligned and the oracle has it."""
         state = self.states[slot]
-        self._align(state)
         if state.cursor is None or state.cursor >= len(state.oracle):
             return None
         return state.oracle[state.cursor]
 
-    def nudge(self, logits: torch.Tensor, slots: list[int]) -> None:
+    def on_text_logits(self, logits: torch.Tensor, slots: Sequence[int]) -> None:
         """Add the bias, in place, to each listed slot's expected piece. `logits`: [B, card]."""
         if not self.enabled:
             return
         top = logits.argmax(dim=-1).tolist()
         for slot in slots:
-            if top[slot] in TIMING_IDS:
+            if top[slot] in self.ids.timing:
                 continue
             piece = self.expected(slot)
             if piece is not None and piece < logits.shape[-1]:
                 logits[slot, piece] += self.bias
                 self.states[slot].nudged += 1
 
+    def on_text_tokens(self, tokens: torch.Tensor, slots: Sequence[int]) -> None:
+        pieces = tokens.tolist()
+        for slot in slots:
+            self.said(slot, pieces[slot])
+
     def said(self, slot: int, piece: int) -> None:
-        """The text token the model produced at this step (timing ids are ignored)."""
-        if piece in TIMING_IDS or piece < 0:
+        """The text token the model produced (timing ids are ignored): moves the cursor."""
+        if piece in self.ids.timing or piece < 0:
             return
         state = self.states[slot]
         state.said.append(piece)
         if state.cursor is None:
-            self._align(state)
+            _align(state)
             return
         if state.cursor >= len(state.oracle):
             return
@@ -135,3 +132,11 @@ class OracleFollower:
             return
         length, end = _longest_match(state.oracle, list(state.said), state.cursor)
         state.cursor = end if length >= MIN_RESYNC else state.cursor + 1
+
+
+def _align(state: FollowState) -> None:
+    """Set the cursor of an unaligned state after the oracle's first run of the model's last pieces."""
+    if state.cursor is None and state.said and state.oracle:
+        length, end = _longest_match(state.oracle, list(state.said), 0)
+        if length:
+            state.cursor = end

@@ -16,18 +16,19 @@ come from the synthesiser's word timings (ground truth), so the curve
 isolates the delay from endpointing errors. `D = 0` is "wait for the end of
 the turn"; the unforced KAME system is the free-running reference.
 
-The hooks sit on Moshi's `LMGen` text and audio hooks, which receive the
-sampled tensors before they are written into the delay cache; editing them in
-place changes what the model reads back. Engines here run one session
-(file mode), so the hook counts steps itself: step s is user frame s.
+It is a decoding policy (`kamevoice.frontend.policies`): it overwrites the drawn
+tokens before they are written into the model's context, so editing them changes
+what the model reads back. Step s of a slot is its user frame s.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from kamevoice.frontend.policies import DecodingPolicy
 from kamevoice.runtime.clock import FRAME_SECONDS
 
 # Frames of silence encoded to find the codec's silence codes: enough for the
@@ -61,47 +62,55 @@ def silence_codes(codec, n_codebooks: int) -> torch.Tensor:
     return codes[0, :n_codebooks, codes.shape[-1] // 2].cpu().long()
 
 
-class SilenceForcer:
-    """Installs itself on an engine's generator (use as `run_file(..., on_engine=forcer.install)`)."""
+class SilenceForcer(DecodingPolicy):
+    """A forcing policy: silent text and audio inside `windows` (frames of each slot's own steps).
 
-    def __init__(self, windows: list[ForcedWindow], silence: torch.Tensor, text_pad_id: int):
+    Give it to file mode as `run_file(..., policies=[forcer])`; windows apply to every slot, each
+    counted from its own start. `silence` is the codec's code of a silent frame per codebook
+    (`silence_codes`), `delays` the model's acoustic delays (`model.delays[1 : dep_q + 1]`).
+    """
+
+    def __init__(
+        self, windows: list[ForcedWindow], silence: torch.Tensor, text_pad_id: int, delays: list[int]
+    ):
         self.windows = windows
         self.silence = silence
         self.text_pad_id = text_pad_id
-        self.step = -1
+        self.delays = list(delays)
         self.forced_text = 0
         self.forced_audio = 0
-        self._delays: list[int] = []
+        self._step: dict[int, int] = {}
+
+    @classmethod
+    def for_frontend(cls, windows: list[ForcedWindow], model, codec) -> SilenceForcer:
+        """A forcer for a loaded front-end's model and codec."""
+        return cls(
+            windows,
+            silence_codes(codec, model.dep_q),
+            model.text_ids.pad,
+            list(model.delays[1 : model.dep_q + 1]),
+        )
 
     def _forced(self, frame: int) -> bool:
         return any(frame in w for w in self.windows)
 
-    def install(self, engine) -> None:
-        """Wrap the generator's text hook and set its audio hook (one-session engines only)."""
-        if engine.options.max_sessions != 1:
-            raise ValueError("forced silence counts steps itself: use a one-session engine")
-        lm_gen = engine.generator.lm_gen
-        model = engine.generator.model
-        self._delays = list(model.delays[1 : model.dep_q + 1])
-        keep_text, keep_audio = lm_gen.on_text_hook, lm_gen.on_audio_hook
-        self.silence = self.silence.to(model.device)
+    def reset(self, slot: int) -> None:
+        self._step.pop(slot, None)
 
-        def on_text(text: torch.Tensor) -> None:
-            self.step += 1
-            if self._forced(self.step):
-                text.fill_(self.text_pad_id)
+    def read_oracle(self, slot: int, step: int, oracle_id: int) -> None:
+        self._step[slot] = step
+
+    def on_text_tokens(self, tokens: torch.Tensor, slots: Sequence[int]) -> None:
+        for slot in slots:
+            if self._forced(self._step[slot]):
+                tokens[slot] = self.text_pad_id
                 self.forced_text += 1
-            if keep_text is not None:
-                keep_text(text)
 
-        def on_audio(audio: torch.Tensor) -> None:
+    def on_audio_tokens(self, tokens: torch.Tensor, slots: Sequence[int]) -> None:
+        silence = self.silence.to(tokens.device)
+        for slot in slots:
             # Codebook k sampled at step s belongs to audio frame s - delay_k.
-            for k, delay in enumerate(self._delays):
-                if self._forced(self.step - delay):
-                    audio[:, k] = self.silence[k]
+            for k, delay in enumerate(self.delays):
+                if self._forced(self._step[slot] - delay):
+                    tokens[slot, k] = silence[k]
                     self.forced_audio += 1
-            if keep_audio is not None:
-                keep_audio(audio)
-
-        lm_gen.on_text_hook = on_text
-        lm_gen.on_audio_hook = on_audio

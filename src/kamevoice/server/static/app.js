@@ -99,11 +99,11 @@ function playPcm16(payload) {
 function onEvent(event) {
   kame.stats.events += 1;
   switch (event.kind) {
-    case "stt_partial":
+    case EV.STT_PARTIAL:
       $("partial").textContent = event.text;
       $("stt-lag").textContent = `${(event.lag_s * 1000).toFixed(0)} ms`;
       break;
-    case "stt_final": {
+    case EV.STT_FINAL: {
       $("partial").textContent = "";
       if (event.text) {
         kame.transcript.push(event.text);
@@ -114,16 +114,16 @@ function onEvent(event) {
       $("stt-lag").textContent = `${(event.lag_s * 1000).toFixed(0)} ms`;
       break;
     }
-    case "oracle_text":
+    case EV.ORACLE_TEXT:
       $("oracle").textContent = event.text;
       break;
-    case "oracle_unavailable":
+    case EV.ORACLE_UNAVAILABLE:
       $("oracle").textContent = "(back-end unavailable)";
       break;
-    case "llm_first_token":
+    case EV.LLM_FIRST_TOKEN:
       $("llm-first-token").textContent = `${(event.from_change_s * 1000).toFixed(0)} ms`;
       break;
-    case "frame_stats":
+    case EV.FRAME_STATS:
       $("step-ms").textContent = `${event.p50_ms} / ${event.p99_ms} ms`;
       $("runs").textContent = `${event.overruns} / ${event.underruns}`;
       break;
@@ -162,7 +162,11 @@ function onMessage(msg) {
 
 // -- start / stop --------------------------------------------------------------------------------
 
+// Event kinds, as the server declares them (kamevoice.runtime.messages): fetched, never retyped.
+let EV = {};
+
 async function start() {
+  EV = await (await fetch("api/event-kinds")).json();
   $("start").disabled = true;
   setStatus("starting microphone…");
   try {
