@@ -26,7 +26,9 @@ What happens (modules):
 - `tiny` (`kamevoice eval tiny`): KAME-tiny's knowledge injection, held-out spoken
   questions with the live, absent or delayed oracle, key words scored by `keywords`
   in the inner monologue and the STT of the audio; report in `tiny_report`.
-- `runner`: resumable runs (atomic files with fingerprints), the full
-  configuration next to the results; `report`: table.md (the paper's Table 2
-  shape), results.json, latency_quality.png (the paper's points for reference).
+- `harness`: what both evaluations run on: the full configuration and the run
+  log next to the results, resumable records (atomic files with fingerprints),
+  work counts, progress bars, engines loaded once; `runner`: MT-Bench's run on it;
+  `report`: table.md (the paper's Table 2 shape), results.json,
+  latency_quality.png (the paper's points for reference).
 """

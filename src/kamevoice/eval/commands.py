@@ -130,10 +130,11 @@ def mtbench_command(args: argparse.Namespace) -> int:
     )
     _, work = run_mtbench(questions, options, settings)
     print((options.out / "table.md").read_text(encoding="utf-8"))
-    for name, walls in work.seconds_per_session.items():
+    sessions, judgements = work.sessions, work.judgements
+    for name, walls in sessions.wall_s.items():
         print(f"{name}: {sum(walls) / len(walls):.1f} s per session (wall clock, {len(walls)} run now)")
     print(
-        f"sessions: {work.sessions_run} run, {work.sessions_skipped} reused; "
-        f"judgements: {work.judgements_run} run, {work.judgements_skipped} reused; results in {options.out}"
+        f"sessions: {sessions.run} run, {sessions.reused} reused; "
+        f"judgements: {judgements.run} run, {judgements.reused} reused; results in {options.out}"
     )
     return 0

@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
+from kamevoice.eval.harness import Engines, RecordStore, Tally, finish_run, progress_bar, slug, start_run
 from kamevoice.eval.metrics import describe, knowledge_word_score, latency_summary
 from kamevoice.eval.mtbench import LayoutOptions, Question, speak_session
-from kamevoice.eval.store import append_run, fingerprint, read_json, write_json
+from kamevoice.eval.store import fingerprint, write_json
 from kamevoice.eval.systems import RunOptions, SystemSpec, backend_text_record
 
 log = logging.getLogger(__name__)
@@ -65,47 +67,40 @@ class EvalOptions:
 
 @dataclass
 class Work:
-    """What a run did (printed and logged in runs.jsonl)."""
+    """What a run did: its sessions and its judgements (printed, and logged in runs.jsonl)."""
 
-    sessions_run: int = 0
-    sessions_skipped: int = 0
-    judgements_run: int = 0
-    judgements_skipped: int = 0
-    seconds_per_session: dict[str, list[float]] = field(default_factory=dict)
+    sessions: Tally = field(default_factory=Tally)
+    judgements: Tally = field(default_factory=Tally)
 
-
-def _bar(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="it", disable=not enabled, leave=False)
+    def log(self) -> dict:
+        """The `work` entry of a line in runs.jsonl."""
+        return {
+            "sessions_run": self.sessions.run,
+            "sessions_skipped": self.sessions.reused,
+            "judgements_run": self.judgements.run,
+            "judgements_skipped": self.judgements.reused,
+            "seconds_per_session": self.sessions.wall_s,
+        }
 
 
 def run_mtbench(questions: list[Question], options: EvalOptions, settings) -> tuple[dict, Work]:
     """Run (or resume) the evaluation; returns the results dict and what was done."""
     from kamevoice.eval.report import write_report
 
-    out = options.out
-    out.mkdir(parents=True, exist_ok=True)
-    config = full_config(questions, options, settings)
-    write_json(out / "config.json", config)
+    config = start_run(options.out, full_config(questions, options, settings))
     work = Work()
     records = run_sessions(questions, options, settings, work)
     judgements = run_judge(questions, records, options, settings, work) if options.judge else None
     # The knowledge base's "I don't know" reply carries no knowledge: never a knowledge-word target.
     empty = {settings.llm.knowledge.fallback_reply} if settings.llm.provider == "knowledge" else set()
     results = aggregate(questions, records, judgements, options, empty)
-    results["config"] = "config.json"
-    write_report(out, results)
-    append_run(out, config, work)
+    finish_run(options.out, config, results, write_report, work.log())
     return results, work
 
 
 def full_config(questions, options: EvalOptions, settings) -> dict:
     """The whole configuration of a run, JSON-able (secrets masked by pydantic)."""
-    import kamevoice
-
     return {
-        "kamevoice": kamevoice.__version__,
         "questions": [q.question_id for q in questions],
         "systems": [asdict(s) for s in options.systems],
         "checkpoint": options.checkpoint,
@@ -148,71 +143,57 @@ def run_sessions(questions, options: EvalOptions, settings, work: Work) -> dict[
         specs.insert(0, SystemSpec("kame", "frontend"))  # the back-end's text is taken from KAME sessions
     specs.sort(key=lambda s: s.kind == "backend-text")  # derived systems last
     records: dict[str, dict[int, dict]] = {}
-    state: dict = {}
+    store, engines = RecordStore(work.sessions), Engines(settings)
     todo = [(s, q) for s in specs for q in questions]
-    with _bar(len(todo), "sessions", options.progress) as bar:
+    with progress_bar(len(todo), "sessions", options.progress) as bar:
         for spec, question in todo:
-            records.setdefault(spec.name, {})[question.question_id] = _one_session(
-                spec, question, options, settings, records, state, work
-            )
+            path = options.out / "sessions" / spec.name / str(question.question_id) / "record.json"
+            if spec.kind == "backend-text":
+                record = _backend_text_session(spec, question, records["kame"][question.question_id], path)
+            else:
+                key = _session_key(spec, question, options, settings)
+                run = partial(_run_session, spec, question, options, settings, engines, path.parent)
+                record = store.get(path, key, run, group=spec.name)
+            records.setdefault(spec.name, {})[question.question_id] = record
             bar.update(1)
     return records
 
 
-def _one_session(spec, question, options, settings, records, state, work) -> dict:
-    folder = options.out / "sessions" / spec.name / str(question.question_id)
-    if spec.kind == "backend-text":
-        kame = records["kame"][question.question_id]
-        record = backend_text_record(spec, kame)
-        record.update(question_id=question.question_id, category=question.category, key=kame["key"])
-        write_json(folder / "record.json", record)
-        return record
-    key = _session_key(spec, question, options, settings)
-    stored = read_json(folder / "record.json")
-    if stored is not None and stored.get("key") == key:
-        work.sessions_skipped += 1
-        return stored
-    folder.mkdir(parents=True, exist_ok=True)
-    spoken = speak_session(question, options.layout, engine=_tts(state, options.layout))
-    if spec.kind == "cascade":
-        from kamevoice.eval.cascade import cascade_record
-
-        record = cascade_record(spec, spoken, settings, _tts(state, options.layout), options.run, folder)
-    else:
-        from kamevoice.eval.systems import run_frontend_session
-
-        frontend, sampling = load_eval_frontend(state, options, settings)
-        record = run_frontend_session(spec, frontend, spoken, settings, sampling, options.run, folder)
-    record.update(question_id=question.question_id, category=question.category, key=key)
-    write_json(folder / "record.json", record)
-    work.sessions_run += 1
-    work.seconds_per_session.setdefault(spec.name, []).append(record.get("wall_s", 0.0))
+def _backend_text_session(spec: SystemSpec, question: Question, kame: dict, path: Path) -> dict:
+    """The back-end's text, taken from the KAME session: written each run, never computed."""
+    record = backend_text_record(spec, kame)
+    record.update(question_id=question.question_id, category=question.category, key=kame["key"])
+    write_json(path, record)
     return record
 
 
-def _tts(state: dict, layout: LayoutOptions):
-    if "tts" not in state:
-        from kamevoice.tts import get_engine
+def _run_session(spec, question, options: EvalOptions, settings, engines: Engines, folder: Path) -> dict:
+    """Play one question's session through one system now; its files go to `folder`."""
+    tts = engines.tts(options.layout.tts)
+    spoken = speak_session(question, options.layout, engine=tts)
+    if spec.kind == "cascade":
+        from kamevoice.eval.cascade import cascade_record
 
-        state["tts"] = get_engine(layout.tts)
-    return state["tts"]
+        record = cascade_record(spec, spoken, settings, tts, options.run, folder)
+    else:
+        from kamevoice.eval.systems import run_frontend_session
 
-
-def load_eval_frontend(state: dict, options: EvalOptions, settings):
-    """Load the front-end once per run, and only when a session needs it."""
-    if "frontend" not in state:
-        from kamevoice.startup import load_frontend
-
-        state["frontend"] = load_frontend(settings)
-    return state["frontend"]
+        frontend, sampling = engines.frontend(options.checkpoint, options.device)
+        record = run_frontend_session(spec, frontend, spoken, settings, sampling, options.run, folder)
+    record.update(question_id=question.question_id, category=question.category)
+    return record
 
 
 # -- judge ------------------------------------------------------------------------------------------
 
 
 def _judge_slug(judge: JudgeOptions) -> str:
-    name = f"{judge.provider}-{judge.model or 'default'}"
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return slug(f"{judge.provider}-{judge.model or 'default'}")
+
+
+def _answered(entry: dict) -> bool:
+    """A stored judgement counts unless the call failed at the provider (then it is retried)."""
+    return entry.get("error") is None
 
 
 def run_judge(questions, records, options: EvalOptions, settings, work: Work) -> dict:
@@ -234,6 +215,7 @@ def run_judge(questions, records, options: EvalOptions, settings, work: Work) ->
     judged_by = {k: judge_config.get(k) for k in ("provider", "model", "temperature", "max_tokens")}
     prompts = load_judge_prompts()
     root = options.out / "judgements" / _judge_slug(judge)
+    store = RecordStore(work.judgements)
     by_id = {q.question_id: q for q in questions}
     results: dict[tuple, list] = {}
     jobs, places = [], []
@@ -250,15 +232,13 @@ def run_judge(questions, records, options: EvalOptions, settings, work: Work) ->
                     slot = results.setdefault((spec.name, view, qid, turn), [None] * judge.runs)
                     for r in range(judge.runs):
                         path = root / spec.name / view / f"{qid}-t{turn + 1}-r{r + 1}.json"
-                        stored = read_json(path)
-                        if stored is not None and stored.get("key") == key and stored.get("error") is None:
-                            slot[r] = stored
-                            work.judgements_skipped += 1
+                        slot[r] = store.load(path, key, accept=_answered)
+                        if slot[r] is not None:
                             continue
                         jobs.append((name, system, user))
                         places.append((path, key, slot, r, spec.name, view, qid, turn))
     if jobs:
-        bar = _bar(len(jobs), "judge", options.progress)
+        bar = progress_bar(len(jobs), "judge", options.progress)
 
         def done(i: int, j) -> None:
             path, key, slot, r, system_name, view, qid, turn = places[i]
@@ -274,7 +254,7 @@ def run_judge(questions, records, options: EvalOptions, settings, work: Work) ->
                 "raw": j.raw,
                 "error": j.error,
             }
-            write_json(path, entry)
+            store.save(path, entry)
             slot[r] = entry
             bar.update(1)
 
@@ -286,7 +266,6 @@ def run_judge(questions, records, options: EvalOptions, settings, work: Work) ->
 
         asyncio.run(go())
         bar.close()
-        work.judgements_run += len(jobs)
     return {"config": judge_config, "slug": _judge_slug(judge), "items": results}
 
 

@@ -45,12 +45,3 @@ def fingerprint(data: Any) -> str:
     """A short stable hash of JSON-able data (what a stored result was computed from)."""
     blob = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
-
-
-def append_run(out: Path, config: dict, work: Any) -> None:
-    """One line in `OUT/runs.jsonl` per run: when, with which configuration, what it did (a dataclass)."""
-    import time
-    from dataclasses import asdict
-
-    with open(Path(out) / "runs.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"time": time.time(), "config": config, "work": asdict(work)}) + "\n")

@@ -40,12 +40,14 @@ import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from kamevoice.errors import ConfigError
+from kamevoice.eval.harness import Engines, RecordStore, Tally, finish_run, progress_bar, slug, start_run
 from kamevoice.eval.keywords import score_keywords
 from kamevoice.eval.metrics import latency_summary
-from kamevoice.eval.store import append_run, fingerprint, read_json, write_json
+from kamevoice.eval.store import fingerprint
 
 # Bump when the record layout changes, so stored sessions are recomputed.
 RECORD_VERSION = 2
@@ -180,44 +182,40 @@ def _checkpoint_signature(checkpoint: str) -> object:
 
 @dataclass
 class Work:
-    """What a run did."""
+    """What a run did: its sessions (printed, and logged in runs.jsonl)."""
 
-    sessions_run: int = 0
-    sessions_reused: int = 0
-    wall_s: list[float] = field(default_factory=list)
+    sessions: Tally = field(default_factory=Tally)
+
+    def log(self) -> dict:
+        """The `work` entry of a line in runs.jsonl: the computed sessions' wall seconds in run order
+        (the groups, conditions, run one after the other)."""
+        walls = [s for group in self.sessions.wall_s.values() for s in group]
+        return {"sessions_run": self.sessions.run, "sessions_reused": self.sessions.reused, "wall_s": walls}
 
 
 def run_tiny_eval(questions: list[HeldOutQuestion], options: TinyEvalOptions, settings) -> tuple[dict, Work]:
     """Run (or resume) every (condition, question) session; write the report; return results and work."""
-    from tqdm import tqdm
-
     from kamevoice.tiny.eval_report import write_report
 
-    out = options.out
-    out.mkdir(parents=True, exist_ok=True)
-    config = full_config(questions, options, settings)
-    write_json(out / "config.json", config)
-    work, state = Work(), {}
+    config = start_run(options.out, full_config(questions, options, settings))
+    work, engines = Work(), Engines(settings)
+    store = RecordStore(work.sessions)
     records: dict[str, list[dict]] = {}
     todo = [(c, q) for c in options.conditions for q in questions]
-    with tqdm(total=len(todo), desc="eval tiny", unit="session", disable=not options.progress) as bar:
+    with progress_bar(len(todo), "eval tiny", options.progress, unit="session", leave=True) as bar:
         for condition, question in todo:
             bar.set_postfix_str(f"{condition.name} {question.id}", refresh=False)
-            record = _one_session(condition, question, options, settings, state, work)
+            record = _one_session(condition, question, options, settings, store, engines)
             records.setdefault(condition.name, []).append(record)
             bar.update(1)
     results = aggregate(questions, records, options)
-    results["config"] = "config.json"
-    write_report(out, results)
-    append_run(out, config, work)
+    finish_run(options.out, config, results, write_report, work.log())
     return results, work
 
 
 def full_config(questions, options: TinyEvalOptions, settings) -> dict:
-    import kamevoice
-
+    """The whole configuration of a run, JSON-able (the live condition's settings)."""
     return {
-        "kamevoice": kamevoice.__version__,
         "checkpoint": options.checkpoint,
         "knowledge_base": str(options.kb),
         "questions_file": str(options.questions_file),
@@ -256,27 +254,30 @@ def _session_key(condition, question, options: TinyEvalOptions, settings, voice)
     return fingerprint(parts)
 
 
-def _one_session(condition, question, options: TinyEvalOptions, settings, state: dict, work: Work) -> dict:
+def _one_session(
+    condition, question, options: TinyEvalOptions, settings, store: RecordStore, engines: Engines
+) -> dict:
+    """One (condition, question) record, read back or run now; scored either way."""
+    voice, rate = voice_of(question.id, engines.tts("espeak").voices())
+    csettings = condition_settings(settings, options.kb, condition)
+    path = options.out / "sessions" / condition.name / slug(question.id) / "record.json"
+    key = _session_key(condition, question, options, csettings, [voice, rate])
+    folder = path.parent
+    run = partial(_run_session, condition, question, options, csettings, engines, voice, rate, key, folder)
+    record = store.get(path, key, run, group=condition.name)
+    record["scores"] = score_record(record)  # scored again: a scoring fix needs no new sessions
+    return record
+
+
+def _run_session(condition, question, options, csettings, engines: Engines, voice, rate, key, folder) -> dict:
+    """Play one question through file mode under one condition now (`csettings`: the condition's
+    settings); the record, scored and with its fingerprint `key`; the session's files go to `folder`."""
     from kamevoice.eval.mtbench import LayoutOptions, Question, speak_session
     from kamevoice.eval.systems import RunOptions, SystemSpec, run_frontend_session
 
-    if "tts" not in state:
-        from kamevoice.tts import get_engine
-
-        state["tts"] = get_engine("espeak")
-    voice, rate = voice_of(question.id, state["tts"].voices())
-    csettings = condition_settings(settings, options.kb, condition)
-    folder = options.out / "sessions" / condition.name / _slug(question.id)
-    key = _session_key(condition, question, options, csettings, [voice, rate])
-    stored = read_json(folder / "record.json")
-    if stored is not None and stored.get("key") == key:
-        work.sessions_reused += 1
-        stored["scores"] = score_record(stored)  # scored again: a scoring fix needs no new sessions
-        return stored
-    folder.mkdir(parents=True, exist_ok=True)
     layout = LayoutOptions(voice=voice, rate=rate, reply_window_s=options.reply_window_s)
-    spoken = speak_session(Question(0, "tiny", (question.question,)), layout, engine=state["tts"])
-    frontend, sampling = _frontend(state, options, settings)
+    spoken = speak_session(Question(0, "tiny", (question.question,)), layout, engine=engines.tts("espeak"))
+    frontend, sampling = engines.frontend(options.checkpoint, options.device)
     if not condition.follow:
         sampling = replace(sampling, oracle_follow_bias=0.0)
     spec = SystemSpec(condition.name, "frontend", oracle=condition.oracle)
@@ -304,9 +305,6 @@ def _one_session(condition, question, options: TinyEvalOptions, settings, state:
         "audio_s": session["audio_s"],
     }
     record["scores"] = score_record(record)
-    write_json(folder / "record.json", record)
-    work.sessions_run += 1
-    work.wall_s.append(session["wall_s"])
     return record
 
 
@@ -346,21 +344,6 @@ def score_record(record: dict) -> dict:
         "audio": None if record["stt"] is None else score_keywords(record["stt"], keys).as_dict(),
         "oracle": score_keywords(record["final_oracle"], keys).as_dict() if record["oracle"] else None,
     }
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
-def _frontend(state: dict, options: TinyEvalOptions, settings):
-    """The front-end and its sampling, loaded once (the MT-Bench runner's loader)."""
-    if "frontend" not in state:
-        from kamevoice.eval.runner import EvalOptions, load_eval_frontend
-
-        state["frontend"] = load_eval_frontend(
-            {}, EvalOptions(options.out, (), checkpoint=options.checkpoint, device=options.device), settings
-        )
-    return state["frontend"]
 
 
 # -- aggregation ------------------------------------------------------------------------------------

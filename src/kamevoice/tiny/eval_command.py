@@ -84,7 +84,7 @@ def tiny_command(args: argparse.Namespace) -> int:
     else:
         print((options.out / "table.md").read_text(encoding="utf-8"))
     print(
-        f"sessions: {work.sessions_run} run, {work.sessions_reused} reused; results in {options.out}",
+        f"sessions: {work.sessions.run} run, {work.sessions.reused} reused; results in {options.out}",
         file=sys.stderr if args.json else sys.stdout,
     )
     if args.json:
