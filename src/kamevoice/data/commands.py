@@ -144,11 +144,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_show)
 
 
-def _finish(summary, out: Path) -> int:
-    path = out / f"summary-{summary.stage}.json"
-    summary.write(path)
+def _report(summary, out: Path) -> int:
     print(summary.render())
-    print(f"summary written to {path}")
+    print(f"summary written to {Path(out) / f'summary-{summary.stage}.json'}")
     return EXIT_SOME_FAILED if summary.failures else 0
 
 
@@ -174,93 +172,40 @@ def _run_options(args: argparse.Namespace):
     return RunOptions(workers=max(1, args.workers), progress=not args.no_progress, limit=args.limit)
 
 
-def _llm_chat(args: argparse.Namespace):
-    from kamevoice.backend.llm.openai_compat import OpenAICompatProvider
-    from kamevoice.backend.llm.settings import OpenAICompatSettings
-    from kamevoice.data.llm_calls import RetryingChat, RetryPolicy
+def _llm_call_options(args: argparse.Namespace):
+    from kamevoice.data.stages import LLMCallOptions
 
-    provider = OpenAICompatProvider(
-        OpenAICompatSettings(base_url=args.llm_base_url, model=args.llm_model, api_key_env=args.llm_key_env)
-    )
-    policy = RetryPolicy(
-        max_concurrency=max(1, args.concurrency), max_attempts=max(1, args.llm_attempts),
-        backoff_base_s=args.llm_backoff, seed=args.seed,
+    return LLMCallOptions(
+        base_url=args.llm_base_url, model=args.llm_model, api_key_env=args.llm_key_env,
+        concurrency=args.concurrency, attempts=args.llm_attempts, backoff_s=args.llm_backoff, seed=args.seed,
     )  # fmt: skip
-    return provider, RetryingChat(provider, policy)
 
 
 def _dialogues(args: argparse.Namespace) -> int:
-    import asyncio
-    import functools
-    import itertools
-
-    from kamevoice.data.dialogues import DialogueOptions, fields_for, make_script, read_qa_items
-    from kamevoice.data.jobs import repair_jsonl, run_stage, run_stage_async, write_jsonl_line
+    from kamevoice.data.dialogues import DialogueOptions, fields_for
+    from kamevoice.data.stages import make_dialogues
 
     fields = fields_for(
         args.preset, question=args.question_field, answer=args.answer_field, options=args.options_field,
         id=args.id_field, explanation=args.explanation_field, answer_style=args.answer_style,
     )  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    out_path = args.out / "dialogues.jsonl"
-    finished = repair_jsonl(out_path)
     options = DialogueOptions(seed=args.seed, thanks_probability=args.thanks_probability)
-    inputs = itertools.chain.from_iterable(read_qa_items(p, fields) for p in args.inputs)
-    source = args.preset
-    with open(out_path, "a", encoding="utf-8") as out:
-
-        def append(outcome) -> None:
-            write_jsonl_line(out, outcome.result)
-
-        if not args.paraphrase:
-            summary = run_stage(
-                "dialogues", inputs, functools.partial(make_script, options=options, source=source),
-                finished.__contains__, _run_options(args), on_outcome=append,
-            )  # fmt: skip
-            return _finish(summary, args.out)
-
-        from kamevoice.data.dialogue_llm import LLMScriptWriter, make_script_llm
-
-        async def run():
-            provider, chat = _llm_chat(args)
-            writer = LLMScriptWriter(chat, options)
-            try:
-                summary = await run_stage_async(
-                    "dialogues", inputs, functools.partial(make_script_llm, writer=writer, source=source),
-                    finished.__contains__, _run_options(args), concurrency=args.concurrency,
-                    on_outcome=append,
-                )  # fmt: skip
-            finally:
-                await provider.aclose()
-            summary.totals.update(chat.stats.totals())
-            return summary
-
-        return _finish(asyncio.run(run()), args.out)
+    paraphrase = _llm_call_options(args) if args.paraphrase else None
+    summary = make_dialogues(
+        args.inputs, args.out, fields, options, _run_options(args), args.preset, paraphrase
+    )
+    return _report(summary, args.out)
 
 
 def _synth(args: argparse.Namespace) -> int:
-    import functools
+    from kamevoice.data.stages import synthesize
+    from kamevoice.data.synth import SynthOptions
 
-    from kamevoice.data.dialogues import read_scripts
-    from kamevoice.data.jobs import run_stage
-    from kamevoice.data.synth import SynthOptions, synth_done, synth_item
-    from kamevoice.tts import get_engine
-
-    scripts = args.scripts / "dialogues.jsonl" if args.scripts.is_dir() else args.scripts
     options = SynthOptions(
         engine=args.engine, engine_settings=_tts_settings(args), seed=args.seed, gap_min=args.gap[0],
         gap_max=args.gap[1], overlap_probability=args.overlap_probability,
     )  # fmt: skip
-    # Fail fast on a missing engine or bad settings, before any worker starts.
-    probe = get_engine(options.engine, **options.engine_settings)
-    if callable(getattr(probe, "close", None)):
-        probe.close()
-    args.out.mkdir(parents=True, exist_ok=True)
-    summary = run_stage(
-        "synth", read_scripts(scripts), functools.partial(synth_item, options=options, out_dir=args.out),
-        functools.partial(synth_done, args.out), _run_options(args),
-    )  # fmt: skip
-    return _finish(summary, args.out)
+    return _report(synthesize(args.scripts, args.out, options, _run_options(args)), args.out)
 
 
 def _respondents(text: str) -> tuple[str, ...]:
@@ -273,52 +218,19 @@ def _respondents(text: str) -> tuple[str, ...]:
 
 
 def _oracles(args: argparse.Namespace) -> int:
-    import asyncio
-    import functools
-
-    from kamevoice.data.jobs import run_stage, run_stage_async
-    from kamevoice.data.oracles import (
-        OfflineSimulatorOptions,
-        OracleOptions,
-        oracle_item_async,
-        oracle_item_offline,
-        oracles_done,
-        read_dialogue_words,
-    )
+    from kamevoice.data.oracles import OracleOptions
+    from kamevoice.data.stages import simulate_oracles
 
     options = OracleOptions(
         interval_s=args.interval, respondents=_respondents(args.respondents), seed=args.seed
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    done = functools.partial(oracles_done, args.out)
-    inputs = read_dialogue_words(args.in_dir)
-    if args.simulator == "offline":
-        work = functools.partial(
-            oracle_item_offline, options=options, simulator_options=OfflineSimulatorOptions(seed=args.seed),
-            out_dir=args.out,
-        )  # fmt: skip
-        return _finish(run_stage("oracles", inputs, work, done, _run_options(args)), args.out)
-
-    from kamevoice.data.oracle_llm import LLMSimulator
-
-    if args.workers > 1:
-        print("note: the LLM simulator runs in one process; --concurrency sets its parallel requests")
-
-    async def run():
-        provider, chat = _llm_chat(args)
-        simulator = LLMSimulator.from_chat(chat)
-        try:
-            summary = await run_stage_async(
-                "oracles", inputs,
-                functools.partial(oracle_item_async, options=options, simulator=simulator, out_dir=args.out),
-                done, _run_options(args), concurrency=args.concurrency,
-            )  # fmt: skip
-        finally:
-            await provider.aclose()
-        summary.totals.update(chat.stats.totals())
-        return summary
-
-    return _finish(asyncio.run(run()), args.out)
+    simulator = None
+    if args.simulator == "llm":
+        if args.workers > 1:
+            print("note: the LLM simulator runs in one process; --concurrency sets its parallel requests")
+        simulator = _llm_call_options(args)
+    summary = simulate_oracles(args.in_dir, args.out, options, _run_options(args), simulator, seed=args.seed)
+    return _report(summary, args.out)
 
 
 def _show(args: argparse.Namespace) -> int:

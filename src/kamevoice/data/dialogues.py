@@ -204,7 +204,7 @@ def _stream_jsonl(path: str | Path, parse: Callable[[Any, int], Item]) -> Iterat
 
 # --------------------------------------------------------------------------- writing scripts
 
-_ASK = (
+ASK_TEMPLATES = (
     "{q}",
     "Hey, I have a question. {q}",
     "Can you help me with something? {q}",
@@ -218,7 +218,7 @@ _ANSWER_CHOICE = (
     "It's {letter}. {text}.",
     "I'd go with {letter}, {text}.",
 )
-_ANSWER_TEXT = (
+ANSWER_TEXT_TEMPLATES = (
     "The answer is {text}.",
     "It's {text}.",
     "That would be {text}.",
@@ -230,8 +230,8 @@ _FOLLOW_UP = (
     "Why is that?",
     "Could you walk me through it?",
 )
-_THANKS = ("Thanks!", "Great, thank you.", "Got it, thanks.", "Okay, that makes sense. Thanks.")
-_WELCOME = ("You're welcome.", "Happy to help.", "Anytime!", "Glad I could help.")
+THANKS_LINES = ("Thanks!", "Great, thank you.", "Got it, thanks.", "Okay, that makes sense. Thanks.")
+WELCOME_LINES = ("You're welcome.", "Happy to help.", "Anytime!", "Glad I could help.")
 
 
 @dataclass(frozen=True)
@@ -275,7 +275,7 @@ class OfflineScriptWriter:
         question = spoken(item.question)
         if not question:
             raise ValueError("the question has no speakable words")
-        asked = rng.choice(_ASK).format(q=question)
+        asked = rng.choice(ASK_TEMPLATES).format(q=question)
         if item.options:
             asked += " " + _read_options(item.options, rng)
         turns = [Turn(USER, asked)]
@@ -285,13 +285,13 @@ class OfflineScriptWriter:
         elif item.answer_index is not None:
             reply = rng.choice(_ANSWER_CHOICE).format(letter=LETTERS[item.answer_index], text=answer)
         else:
-            reply = rng.choice(_ANSWER_TEXT).format(text=answer)
+            reply = rng.choice(ANSWER_TEXT_TEMPLATES).format(text=answer)
         turns.append(Turn(ASSISTANT, reply))
         explanation = _sentences_up_to(spoken(item.explanation), MAX_EXPLANATION_WORDS)
         if self.options.follow_up and explanation:
             turns += [Turn(USER, rng.choice(_FOLLOW_UP)), Turn(ASSISTANT, explanation)]
         if rng.random() < self.options.thanks_probability:
-            turns += [Turn(USER, rng.choice(_THANKS)), Turn(ASSISTANT, rng.choice(_WELCOME))]
+            turns += [Turn(USER, rng.choice(THANKS_LINES)), Turn(ASSISTANT, rng.choice(WELCOME_LINES))]
         return Script(item.id, tuple(turns), source)
 
 

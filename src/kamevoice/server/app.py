@@ -111,8 +111,7 @@ class KameServer:
             self.server_settings.port if port is None else port,
         )
         await site.start()
-        sockets = site._server.sockets if site._server else []  # aiohttp has no public accessor
-        bound = sockets[0].getsockname()[:2] if sockets else (host, port)
+        bound = self._runner.addresses[0][:2]
         log.info("kamevoice serving on http://%s:%s", *bound)
         return bound[0], int(bound[1])
 

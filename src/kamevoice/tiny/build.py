@@ -147,13 +147,12 @@ def _check_identity(out: Path, options: BuildOptions) -> None:
         path.write_text(json.dumps(options.identity(), indent=2) + "\n", encoding="utf-8")
 
 
-def _cli(argv: list[str]) -> None:
-    """Run a `kamevoice` subcommand in this process; any failure stops the build."""
-    from kamevoice.cli import main
-
-    code = main(argv)
-    if code != 0:
-        raise ConfigError(f"`kamevoice {' '.join(argv)}` exited with {code}")
+def _require_done(summary: Any, what: str) -> None:
+    """A data stage with failed items stops the build, naming them."""
+    if summary.failures:
+        raise ConfigError(
+            f"{what}: {len(summary.failures)} item(s) failed: {dict(list(summary.failures.items())[:5])}"
+        )
 
 
 def planned_steps(budget_s: float, copy_s: float, dialogue_s: float, data: Any) -> int:
@@ -184,8 +183,10 @@ class TinyBuild:
     def split_dir(self, kind: str, split: str) -> Path:
         return self.out / kind / split
 
-    def _common(self) -> list[str]:
-        return ["--seed", str(self.options.seed)] + ([] if self.options.progress else ["--no-progress"])
+    def _run(self, workers: int = 1):
+        from kamevoice.data.jobs import RunOptions
+
+        return RunOptions(workers=workers, progress=self.options.progress)
 
     # -- stages -------------------------------------------------------------------------------
 
@@ -220,25 +221,42 @@ class TinyBuild:
         return path
 
     def stage_dialogues(self) -> dict[str, Any]:
+        from kamevoice.data.dialogues import DialogueOptions, fields_for
+        from kamevoice.data.stages import make_dialogues
+
         inputs = {"train": self.knowledge / "qa_train.jsonl", "valid": self._valid_questions()}
+        fields = fields_for("plain", id="id", answer_style="reply")
         for split, qa in inputs.items():
-            _cli(["data", "dialogues", str(qa), "--preset", "plain", "--id-field", "id",
-                  "--answer-style", "reply", "--out", str(self.split_dir("dialogues", split)),
-                  *self._common()])  # fmt: skip
+            summary = make_dialogues(
+                [qa], self.split_dir("dialogues", split), fields, DialogueOptions(seed=self.options.seed),
+                self._run(), source="plain",
+            )  # fmt: skip
+            _require_done(summary, f"dialogues ({split})")
         return {}
 
     def stage_synth(self) -> dict[str, Any]:
+        from kamevoice.data.stages import synthesize
+        from kamevoice.data.synth import SynthOptions
+
         for split in ("train", "valid"):
-            _cli(["data", "synth", str(self.split_dir("dialogues", split)), "--engine", "espeak",
-                  "--out", str(self.split_dir("spoken", split)), "--workers", str(self.options.workers),
-                  *self._common()])  # fmt: skip
+            summary = synthesize(
+                self.split_dir("dialogues", split), self.split_dir("spoken", split),
+                SynthOptions(engine="espeak", seed=self.options.seed), self._run(self.options.workers),
+            )  # fmt: skip
+            _require_done(summary, f"synth ({split})")
         return {}
 
     def stage_oracles(self) -> dict[str, Any]:
+        from kamevoice.data.oracles import OracleOptions
+        from kamevoice.data.stages import simulate_oracles
+
         for split in ("train", "valid"):
-            spoken = str(self.split_dir("spoken", split))
-            _cli(["data", "oracles", spoken, "--simulator", "offline", "--out", spoken,
-                  "--workers", str(self.options.workers), *self._common()])  # fmt: skip
+            spoken = self.split_dir("spoken", split)
+            summary = simulate_oracles(
+                spoken, spoken, OracleOptions(seed=self.options.seed), self._run(self.options.workers),
+                seed=self.options.seed,
+            )  # fmt: skip
+            _require_done(summary, f"oracles ({split})")
         return {}
 
     def stage_init(self) -> dict[str, Any]:

@@ -44,9 +44,9 @@ def corpus_lines(
                         if isinstance(record.get(name), str):
                             yield record[name]
     # The words the dialogue stage wraps around questions and answers.
-    for template in dialogues._ASK + dialogues._ANSWER_TEXT:
+    for template in dialogues.ASK_TEMPLATES + dialogues.ANSWER_TEXT_TEMPLATES:
         yield template.replace("{q}", "").replace("{text}", "").strip()
-    yield from dialogues._THANKS + dialogues._WELCOME
+    yield from dialogues.THANKS_LINES + dialogues.WELCOME_LINES
 
 
 def train_tokenizer(lines: Iterable[str], out_path: Path, options: TokenizerOptions) -> Path:
