@@ -8,7 +8,7 @@ import pytest
 
 from kamevoice.backend.llm.sse import SSEEvent, SSEParser
 from kamevoice.backend.prompt import DEFAULT_SYSTEM_PROMPT, Conversation, detokenize_pieces
-from kamevoice.backend.retry import Backoff
+from kamevoice.backoff import Backoff
 
 
 @pytest.mark.parametrize(

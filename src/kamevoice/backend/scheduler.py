@@ -49,7 +49,7 @@ from kamevoice.backend.prompt import (
     Prompt,
     word_count,
 )
-from kamevoice.backend.retry import Backoff
+from kamevoice.backoff import Backoff
 from kamevoice.runtime.clock import Clock, WallClock
 from kamevoice.runtime.events import EventLog
 from kamevoice.runtime.messages import CancelWhy, EventKind

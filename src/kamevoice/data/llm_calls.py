@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kamevoice.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 
@@ -108,7 +110,7 @@ class RetryingChat:
                     if attempt + 1 >= p.max_attempts:
                         self.stats.failures += 1
                         raise
-                    delay = min(p.backoff_max_s, p.backoff_base_s * 2**attempt) * (0.5 + rng.random() / 2)
+                    delay = Backoff(p.max_attempts - 1, p.backoff_base_s, p.backoff_max_s).delay(attempt, rng)
                     log.info("%s: %s (%s), retry in %.2f s", key, name, exc, delay)
                     self.stats.retries += 1
                     await asyncio.sleep(delay)

@@ -35,6 +35,7 @@ from kamevoice.backend.llm.base import (
     RequestRejectedError,
     ServerError,
 )
+from kamevoice.backoff import Backoff, retry_after_seconds
 from kamevoice.errors import ConfigError
 from kamevoice.section import Section
 from kamevoice.tts import Synthesis
@@ -83,14 +84,6 @@ def _error_text(body: bytes) -> str:
     if isinstance(err, dict) and "message" in err:
         return str(err["message"])[:ERROR_TEXT_LIMIT]
     return str(err)[:ERROR_TEXT_LIMIT]
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds from a `Retry-After` header (seconds form only)."""
-    try:
-        return max(0.0, float(headers["retry-after"]))
-    except (KeyError, ValueError):
-        return None
 
 
 class OpenAITTSEngine:
@@ -157,9 +150,8 @@ class OpenAITTSEngine:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         """Seconds before the next try: the server's Retry-After, else jittered exponential back-off."""
         s = self.settings
-        if retry_after is not None:
-            return min(retry_after, s.max_backoff_s)
-        return min(s.backoff_s * 2 ** (attempt - 1), s.max_backoff_s) * self._jitter.uniform(0.5, 1.0)
+        backoff = Backoff(s.max_attempts - 1, s.backoff_s, s.max_backoff_s, jitter=0.5)
+        return backoff.delay(attempt - 1, self._jitter, retry_after)
 
     def _post(self, body: dict[str, object]) -> bytes:
         """One request: the audio bytes, or a `ProviderError` for what went wrong."""
@@ -197,10 +189,12 @@ class OpenAITTSEngine:
         problem = f"HTTP {status}: {_error_text(resp.content)}"
         if status == 429:
             return RateLimitedError(
-                PROVIDER, url, problem, status=status, retry_after=_retry_after(resp.headers)
+                PROVIDER, url, problem, status=status, retry_after=retry_after_seconds(resp.headers)
             )
         if status >= 500:
-            return ServerError(PROVIDER, url, problem, status=status, retry_after=_retry_after(resp.headers))
+            return ServerError(
+                PROVIDER, url, problem, status=status, retry_after=retry_after_seconds(resp.headers)
+            )
         if status in (401, 403):
             problem += f" (check the API key in ${self.settings.api_key_env})"
         return RequestRejectedError(PROVIDER, url, problem, status=status)

@@ -37,6 +37,7 @@ from kamevoice.backend.llm.base import (
 )
 from kamevoice.backend.llm.settings import HTTPProviderSettings
 from kamevoice.backend.llm.sse import SSEEvent, SSEParser
+from kamevoice.backoff import retry_after_seconds
 
 # Error bodies are read only this far: enough for the vendor's message, never a whole HTML page.
 ERROR_BODY_LIMIT = 2000
@@ -218,11 +219,4 @@ def _error_message(body: bytes) -> str:
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from a `Retry-After` header (seconds form only), capped."""
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S)
-    except ValueError:
-        return None
+    return retry_after_seconds(headers, MAX_RETRY_AFTER_S)

@@ -1,8 +1,13 @@
-"""Bounded exponential back-off with jitter, for retrying failed LLM requests."""
+"""Bounded exponential back-off with jitter: the one retry rule of every network call.
+
+The oracle scheduler's LLM requests, the data stages' LLM calls and the hosted TTS
+all wait `Backoff.delay(attempt, rng, retry_after)` before trying again.
+"""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -28,3 +33,15 @@ class Backoff:
         if retry_after is not None:
             d = max(d, retry_after)
         return min(d, self.max_delay_s)
+
+
+def retry_after_seconds(headers: Mapping[str, str], cap_s: float | None = None) -> float | None:
+    """Seconds from an HTTP `Retry-After` header (its seconds form), capped at `cap_s`; None if absent."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = max(0.0, float(value))
+    except ValueError:
+        return None
+    return seconds if cap_s is None else min(seconds, cap_s)
