@@ -8,7 +8,7 @@ codec for the tiny preset can stand in for it.
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +17,7 @@ from moshi.models import loaders
 from moshi.models.compression import MimiModel
 
 from kamevoice.errors import CheckpointError, InputError
+from kamevoice.frontend.rows import carry_rows
 
 
 class AudioCodec(Protocol):
@@ -33,6 +34,11 @@ class AudioCodec(Protocol):
 
     def reset(self, mask: torch.Tensor) -> None:
         """Reset the streaming state of the rows where `mask` is True."""
+        ...
+
+    def resize(self, batch_size: int, moves: list[tuple[int, int]]) -> None:
+        """While streaming: rebuild the state for `batch_size` rows, carrying row `old` to row `new`
+        for each `(old, new)` in `moves`; the other rows start fresh."""
         ...
 
     def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:
@@ -102,11 +108,22 @@ class MimiCodec:
 
     @contextmanager
     def streaming(self, batch_size: int):
-        with self.model.streaming(batch_size):
+        self._stack = ExitStack()
+        self._stack.enter_context(self.model.streaming(batch_size))
+        try:
             yield self
+        finally:
+            self._stack.close()
 
     def reset(self, mask: torch.Tensor) -> None:
         self.model.reset_streaming(mask)
+
+    def resize(self, batch_size: int, moves: list[tuple[int, int]]) -> None:
+        before = self.model.get_streaming_state()
+        self._stack.close()
+        self._stack = ExitStack()
+        self._stack.enter_context(self.model.streaming(batch_size))
+        carry_rows(before, self.model.get_streaming_state(), moves)
 
     @torch.no_grad()
     def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:

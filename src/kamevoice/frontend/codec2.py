@@ -197,6 +197,16 @@ class _Streams:
         self.phase_state = [CODEC2_RAND_SEED] * batch  # each row's libcodec2 random-phase state
         self.batch = batch
 
+    def resized(self, batch: int, moves: list[tuple[int, int]]) -> _Streams:
+        """A state for `batch` rows carrying row `old` to row `new` for each `(old, new)` of `moves`."""
+        new = _Streams(self.codec, batch)
+        for old, row in moves:
+            new.encoders[row], new.decoders[row] = self.encoders[old], self.decoders[old]
+            new.phase_state[row] = self.phase_state[old]
+            new.down.history[row] = self.down.history[old]
+            new.up.history[row] = self.up.history[old]
+        return new
+
     def reset(self, rows: np.ndarray) -> None:
         for r in rows:
             self.encoders[r] = self.codec._new_codec2()
@@ -333,6 +343,9 @@ class Codec2Codec:
                 f"codec2 reset: expected a mask of shape [{state.batch}], got {tuple(mask.shape)}"
             )
         state.reset(np.flatnonzero(mask.cpu().numpy()))
+
+    def resize(self, batch_size: int, moves: list[tuple[int, int]]) -> None:
+        self._state = self._streaming_state().resized(batch_size, moves)
 
     def encode_frame(self, pcm: torch.Tensor) -> torch.Tensor:
         state = self._streaming_state()

@@ -82,6 +82,7 @@ class EngineStats:
     underruns: int = 0  # user frames that had not arrived in time
     catch_up_steps: int = 0  # paced steps run early because user audio had piled up
     step_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # recent step durations
+    rows: int = 0  # rows the last step computed (follows the live conversations)
 
     def percentile(self, q: float) -> float:
         values = sorted(self.step_ms)
@@ -166,7 +167,9 @@ class Engine:
         self.encoder = codec
         self.decoder = copy.deepcopy(codec)  # separate streaming state: rows reset independently
         self.frame_size = codec.frame_size
-        self.generator = BatchedGenerator(model, options.max_sessions, options.sampling, policies=policies)
+        self.generator = BatchedGenerator(
+            model, options.max_sessions, options.sampling, policies=policies, on_resize=self._resize_codecs
+        )
         self.max_delay = max(model.delays)
         self.stats = EngineStats()
         self._requests: deque[tuple[_Request, EngineStream]] = deque()  # handled on the engine thread
@@ -174,6 +177,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._entered = False
+        self._codec_ctx: list = []
         self.error: BaseException | None = None
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -273,38 +277,51 @@ class Engine:
 
     @torch.no_grad()
     def step(self) -> float:
-        """One frame for every live conversation; returns its duration in seconds."""
+        """One frame for every live conversation; returns its duration in seconds.
+
+        Only the batch's rows are computed (`generator.rows`: what the live conversations need,
+        not `max_sessions`), codecs included.
+        """
         self.admit()
+        gen = self.generator
+        gen.fit()
         start = time.perf_counter()
-        batch = self.options.max_sessions
-        pcm = np.zeros((batch, 1, self.frame_size), dtype=np.float32)
-        underrun = [False] * batch
-        for slot, stream in self._streams.items():
+        rows = gen.row_slots
+        pcm = np.zeros((len(rows), 1, self.frame_size), dtype=np.float32)
+        underrun = [False] * len(rows)
+        for row, slot in enumerate(rows):
+            stream = self._streams.get(slot)
+            if stream is None:
+                continue
             if stream.frames:
-                pcm[slot, 0] = stream.frames.popleft()
+                pcm[row, 0] = stream.frames.popleft()
             else:
-                underrun[slot] = True
+                underrun[row] = True
                 self.stats.underruns += 1
-        codes = self.encoder.encode_frame(torch.from_numpy(pcm))  # [B, K]
-        out = self.generator.step(codes[:, : self.generator.n_user])
-        audio = out.frame_tokens[:, 1:].clamp(min=0)  # [B, dep_q]; invalid rows decoded, then reset
-        decoded = self.decoder.decode_frame(audio).cpu().numpy()[:, 0]  # [B, frame_size]
+        codes = self.encoder.encode_frame(torch.from_numpy(pcm))  # [rows, K]
+        out = gen.step_rows(codes[:, : gen.n_user])
+        audio = out.frame_tokens[:, 1:].clamp(min=0)  # [rows, dep_q]; invalid rows decoded, then reset
+        decoded = self.decoder.decode_frame(audio).cpu().numpy()[:, 0]  # [rows, frame_size]
         not_valid = ~out.frame_valid
         if bool(not_valid.any()):
             self.decoder.reset(not_valid)  # the next real frame starts from a clean decoder state
         took = time.perf_counter() - start
         self.stats.steps += 1
         self.stats.step_ms.append(took * 1e3)
-        for slot, stream in list(self._streams.items()):
-            valid = bool(out.frame_valid[slot])
+        self.stats.rows = len(rows)
+        for row, slot in enumerate(rows):
+            stream = self._streams.get(slot)
+            if stream is None:
+                continue
+            valid = bool(out.frame_valid[row])
             result = FrameResult(
                 step=stream.steps,
-                text_id=int(out.text[slot]),
-                oracle_id=int(out.oracle[slot]),
+                text_id=int(out.text[row]),
+                oracle_id=int(out.oracle[row]),
                 audio_frame=stream.steps - self.max_delay if valid else -1,
-                pcm=decoded[slot].copy() if valid else None,
+                pcm=decoded[row].copy() if valid else None,
                 step_ms=took * 1e3,
-                underrun=underrun[slot],
+                underrun=underrun[row],
             )
             stream.steps += 1
             try:
@@ -324,9 +341,9 @@ class Engine:
                 if self.generator.free_slots == 0:
                     self._requests.appendleft((kind, stream))  # wait for a slot to free up
                     break
-                handle = self.generator.start()
-                mask = torch.zeros(self.options.max_sessions, dtype=torch.bool)
-                mask[handle.slot] = True
+                handle = self.generator.start()  # may grow the batch (and the codecs with it)
+                mask = torch.zeros(self.generator.rows, dtype=torch.bool)
+                mask[self.generator.row_of(handle)] = True
                 self.encoder.reset(mask)
                 self.decoder.reset(mask)
                 stream.handle = handle
@@ -342,11 +359,17 @@ class Engine:
         self._entered = True
         self.generator.__enter__()
         self._codec_ctx = [
-            self.encoder.streaming(self.options.max_sessions),
-            self.decoder.streaming(self.options.max_sessions),
+            self.encoder.streaming(self.generator.rows),
+            self.decoder.streaming(self.generator.rows),
         ]
         for ctx in self._codec_ctx:
             ctx.__enter__()
+
+    def _resize_codecs(self, rows: int, moves: list[tuple[int, int]]) -> None:
+        """The generator rebuilt its batch: the codecs' streaming state follows the same rows."""
+        if self._entered and self._codec_ctx:
+            self.encoder.resize(rows, moves)
+            self.decoder.resize(rows, moves)
 
     def _exit_streaming(self) -> None:
         if not self._entered:
@@ -355,3 +378,4 @@ class Engine:
             ctx.__exit__(None, None, None)
         self.generator.__exit__(None, None, None)
         self._entered = False
+        self._codec_ctx: list = []

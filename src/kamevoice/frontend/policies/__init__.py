@@ -8,16 +8,18 @@ through one protocol, in list order, at fixed points of every step:
 
 1. `read_oracle(slot, step, oracle_id)`: per active slot, the oracle id its model
    reads at this step (and the slot's step index since it started);
-2. `on_text_logits(logits, slots)`: `[B, text_card]` text logits before the token is
+2. `on_text_logits(logits, slots)`: `[rows, text_card]` text logits before the token is
    drawn; a policy may edit them in place;
-3. `on_text_tokens(tokens, slots)`: `[B]` the drawn text tokens, before they enter the
+3. `on_text_tokens(tokens, slots)`: `[rows]` the drawn text tokens, before they enter the
    model's context and the depth transformer; a forcing policy may overwrite them in
    place, every other policy only observes (so a forcing policy goes first);
-4. `on_audio_tokens(tokens, slots)`: `[B, dep_q]` the drawn audio tokens, likewise;
+4. `on_audio_tokens(tokens, slots)`: `[rows, dep_q]` the drawn audio tokens, likewise;
 
-and `reset(slot)` when a slot starts a new conversation. `slots` lists the active
-rows. Policies keep per-slot state and never touch the generator: only
-`kamevoice.frontend.generator` attaches to moshi's hooks.
+and `reset(slot)` when a slot starts a new conversation. Tensors are indexed by the
+batch's rows; `slots[row]` is the conversation (slot) in each row, -1 for an idle
+row (rows move when the batch is resized; slots never do). Policies keep per-slot
+state and never touch the generator: only `kamevoice.frontend.generator` attaches
+to moshi's hooks.
 """
 
 from __future__ import annotations
@@ -37,10 +39,10 @@ class DecodingPolicy:
         """The oracle id `slot` reads at its step `step`."""
 
     def on_text_logits(self, logits: torch.Tensor, slots: Sequence[int]) -> None:
-        """`[B, text_card]` logits before the text token is drawn (edit in place to act)."""
+        """`[rows, text_card]` logits before the text token is drawn (edit in place to act)."""
 
     def on_text_tokens(self, tokens: torch.Tensor, slots: Sequence[int]) -> None:
-        """`[B]` drawn text tokens before they enter the context (forcing policies may overwrite)."""
+        """`[rows]` drawn text tokens before they enter the context (forcing policies may overwrite)."""
 
     def on_audio_tokens(self, tokens: torch.Tensor, slots: Sequence[int]) -> None:
-        """`[B, dep_q]` drawn audio tokens before they enter the context (likewise)."""
+        """`[rows, dep_q]` drawn audio tokens before they enter the context (likewise)."""

@@ -99,22 +99,23 @@ class OracleFollower(DecodingPolicy):
         return state.oracle[state.cursor]
 
     def on_text_logits(self, logits: torch.Tensor, slots: Sequence[int]) -> None:
-        """Add the bias, in place, to each listed slot's expected piece. `logits`: [B, card]."""
+        """Add the bias, in place, to each live row's expected piece. `logits`: [rows, card]."""
         if not self.enabled:
             return
         top = logits.argmax(dim=-1).tolist()
-        for slot in slots:
-            if top[slot] in self.ids.timing:
+        for row, slot in enumerate(slots):
+            if slot < 0 or top[row] in self.ids.timing:
                 continue
             piece = self.expected(slot)
             if piece is not None and piece < logits.shape[-1]:
-                logits[slot, piece] += self.bias
+                logits[row, piece] += self.bias
                 self.states[slot].nudged += 1
 
     def on_text_tokens(self, tokens: torch.Tensor, slots: Sequence[int]) -> None:
         pieces = tokens.tolist()
-        for slot in slots:
-            self.said(slot, pieces[slot])
+        for row, slot in enumerate(slots):
+            if slot >= 0:
+                self.said(slot, pieces[row])
 
     def said(self, slot: int, piece: int) -> None:
         """The text token the model produced (timing ids are ignored): moves the cursor."""

@@ -101,16 +101,18 @@ class SilenceForcer(DecodingPolicy):
         self._step[slot] = step
 
     def on_text_tokens(self, tokens: torch.Tensor, slots: Sequence[int]) -> None:
-        for slot in slots:
-            if self._forced(self._step[slot]):
-                tokens[slot] = self.text_pad_id
+        for row, slot in enumerate(slots):
+            if slot >= 0 and self._forced(self._step[slot]):
+                tokens[row] = self.text_pad_id
                 self.forced_text += 1
 
     def on_audio_tokens(self, tokens: torch.Tensor, slots: Sequence[int]) -> None:
         silence = self.silence.to(tokens.device)
-        for slot in slots:
+        for row, slot in enumerate(slots):
+            if slot < 0:
+                continue
             # Codebook k sampled at step s belongs to audio frame s - delay_k.
             for k, delay in enumerate(self.delays):
                 if self._forced(self._step[slot] - delay):
-                    tokens[slot, k] = silence[k]
+                    tokens[row, k] = silence[k]
                     self.forced_audio += 1
