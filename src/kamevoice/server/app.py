@@ -179,8 +179,8 @@ class KameServer:
             self.server_settings.port if port is None else port,
         )
         await site.start()
-        sockets = site._server.sockets if site._server else []  # aiohttp has no public accessor
-        bound = sockets[0].getsockname()[:2] if sockets else (host, port)
+        addresses = self._runner.addresses  # the bound sockets' names, (host, port, ...) each
+        bound = addresses[0][:2] if addresses else (host, port)
         log.info("kamevoice serving on http://%s:%s", *bound)
         return bound[0], int(bound[1])
 
