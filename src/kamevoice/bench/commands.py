@@ -75,13 +75,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_tiny(args: argparse.Namespace) -> int:
-    from kamevoice.bench.serve import tiny_command
+    from kamevoice.bench.load.commands import tiny_command
 
     return tiny_command(args)
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from kamevoice.bench.serve import serve_command
+    from kamevoice.bench.load.commands import serve_command
 
     return serve_command(args)
 

@@ -111,7 +111,8 @@ class KameServer:
             self.server_settings.port if port is None else port,
         )
         await site.start()
-        bound = self._runner.addresses[0][:2]
+        addresses = self._runner.addresses  # the bound sockets' names, (host, port, ...) each
+        bound = addresses[0][:2] if addresses else (host, port)
         log.info("kamevoice serving on http://%s:%s", *bound)
         return bound[0], int(bound[1])
 
