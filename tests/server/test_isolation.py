@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from kamevoice.backend.factory import Backend
 from kamevoice.backend.stt import make_stt
@@ -61,6 +62,18 @@ async def _converse(client: ChatClient, frames: list[np.ndarray], max_delay: int
 async def _alone(url: str, frames, max_delay: int) -> dict:
     async with ChatClient.connect(url) as client:
         return await _converse(client, frames, max_delay)
+
+
+@pytest.fixture(autouse=True)
+def batch_invariant_convolutions():
+    """The batch follows the live conversations, so a conversation beside others runs in a batch
+    of two where alone it ran in a batch of one. oneDNN's convolutions round differently at
+    different batch sizes (~1e-7), enough to flip a Mimi code now and then; with torch's own
+    kernels every row is computed alike, so "nothing leaks" can be checked bit for bit."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    yield
+    torch.backends.mkldnn.enabled = before
 
 
 def _same(got: dict, ref: dict, who: str) -> None:
