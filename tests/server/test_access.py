@@ -150,12 +150,19 @@ async def test_an_idle_client_is_ended_and_told_why(frontend, tmp_path):
         frontend, max_sessions=1, oracle=False, idle_timeout_s=0.5, log_dir=str(tmp_path)
     ) as (srv, url):
         async with ChatClient.connect(url) as client:
+            start = asyncio.get_running_loop().time()
+            for _ in range(4):  # pings are not audio: they do not keep a conversation alive
+                await client.ping(b"still here")
+                await asyncio.sleep(0.1)
             assert await client.wait_for(lambda c: c.got.closed, 10)
-        assert client.got.error and client.got.error.startswith("idle: nothing received for 0.5 s")
+            # Ended 0.5 s (+ the watchdog's 0.25 s) after the audio stopped, not 0.5 s after the last ping.
+            assert asyncio.get_running_loop().time() - start < 0.4 + 0.5
+        assert client.got.error and client.got.error.startswith("idle: no audio for 0.5 s")
         assert await _wait(lambda: not srv.connections)
     (log,) = tmp_path.glob("*.jsonl")
     end = json.loads(log.read_text().splitlines()[-1])
-    assert end["kind"] == EventKind.SESSION_END and end["reason"].startswith("idle")
+    assert end["kind"] == EventKind.SESSION_END and end["reason"].startswith("idle") and end["cause"] == "idle"
+    assert (log.stat().st_mode & 0o777, tmp_path.stat().st_mode & 0o777) == (0o600, 0o700)  # private
 
 
 def test_defaults_bind_loopback_only(monkeypatch):

@@ -9,6 +9,7 @@ when given a path, and forwards them to subscribers (the WebSocket client, metri
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -26,7 +27,7 @@ class EventLog:
         self.clock = clock or WallClock()
         self.events: list[Event] = []
         self._keep = keep
-        self._file: IO[str] | None = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
+        self._file: IO[str] | None = _open_private(Path(path)) if path else None
         self._subscribers: list[Callable[[Event], None]] = []
 
     def subscribe(self, callback: Callable[[Event], None]) -> None:
@@ -63,6 +64,16 @@ class EventLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+# Event logs hold what a user said: readable by their owner only, as are the folders made for them.
+LOG_FILE_MODE = 0o600
+
+
+def _open_private(path: Path) -> IO[str]:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, LOG_FILE_MODE)
+    os.fchmod(fd, LOG_FILE_MODE)  # a file that existed keeps its mode otherwise
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 def read_events(path: str | Path) -> list[Event]:

@@ -32,14 +32,17 @@ from kamevoice.runtime.events import EventLog
 from kamevoice.runtime.messages import CLIENT_KINDS, EndCause
 from kamevoice.runtime.metrics import CONTENT_TYPE, Metrics
 from kamevoice.runtime.session import Session
-from kamevoice.server.access import origin_ok, token_ok
+from kamevoice.server.access import bearer_ok, host_ok, origin_ok, token_ok
 from kamevoice.server.connection import Connection, connection_name
+from kamevoice.server.guard import GuardedSite, GuardStats
 from kamevoice.server.observe import ServerMetrics
 from kamevoice.server.protocol import AUDIO_FORMATS
 from kamevoice.startup import backend_for
 
 log = logging.getLogger(__name__)
 
+# Conversation logs and their folder are private to the server's user.
+LOG_DIR_MODE = 0o700
 # `?events=0` (or off/none/false): no 0x04 metadata, for clients that warn on every unknown kind
 # (Moshi's command-line client logs one line per message it does not know).
 EVENTS_OFF = frozenset({"0", "off", "none", "false", "no"})
@@ -89,9 +92,12 @@ class KameServer:
         self._runner: web.AppRunner | None = None
         self._poller: asyncio.Task | None = None
         self._started_at = 0.0
+        self.guard = GuardStats()
         self.app = self._build_app()
         if self.server_settings.log_dir is not None:
-            Path(self.server_settings.log_dir).mkdir(parents=True, exist_ok=True)
+            log_dir = Path(self.server_settings.log_dir)
+            log_dir.mkdir(parents=True, exist_ok=True, mode=LOG_DIR_MODE)
+            log_dir.chmod(LOG_DIR_MODE)  # conversations are private: owner only
 
     # -- lifetime -----------------------------------------------------------------------------------
 
@@ -105,10 +111,12 @@ class KameServer:
         self._poller = asyncio.create_task(self._poll(), name="kamevoice-server-poll")
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(
+        site = GuardedSite(
             self._runner,
             host or self.server_settings.host,
             self.server_settings.port if port is None else port,
+            self.server_settings.limits,
+            self.guard,
         )
         await site.start()
         addresses = self._runner.addresses  # the bound sockets' names, (host, port, ...) each
@@ -145,7 +153,9 @@ class KameServer:
     # -- routes -------------------------------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.server_settings.max_message_bytes)
+        app = web.Application(
+            client_max_size=self.server_settings.max_message_bytes, middlewares=[self._check_host]
+        )
         static = resources.files("kamevoice.server") / "static"
         app.router.add_get("/", self._index)
         app.router.add_get("/api/chat", self._chat)
@@ -154,6 +164,14 @@ class KameServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_static("/static/", Path(str(static)), follow_symlinks=False)
         return app
+
+    @web.middleware
+    async def _check_host(self, request: web.Request, handler) -> web.StreamResponse:
+        """Every route: the Host must be one this server answers to (DNS rebinding)."""
+        s = self.server_settings
+        if not host_ok(request.headers.get("Host"), s.allowed_hosts, s.host):
+            return self._reject(421, "host", "this server does not answer to that Host name")
+        return await handler(request)
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
         page = resources.files("kamevoice.server") / "static" / "index.html"
@@ -185,7 +203,8 @@ class KameServer:
                 "underruns": stats.underruns,
                 "step_ms_p50": ms(0.5),
                 "step_ms_p99": ms(0.99),
-                "error": None if self.engine.error is None else str(self.engine.error),
+                "rows": stats.rows,
+                "failed": self.engine.error is not None,
             },
         }
 
@@ -194,6 +213,9 @@ class KameServer:
         return web.json_response(body, status=200 if body["ok"] else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        token = self.server_settings.metrics_token
+        if token is not None and not bearer_ok(request, token.get_secret_value()):
+            return self._reject(401, "auth", "/metrics needs its bearer token")
         self.observe.poll_engine(self.engine)
         self.observe.active.set(len(self.connections))
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
@@ -214,7 +236,7 @@ class KameServer:
         if audio_format not in AUDIO_FORMATS:
             return self._reject(400, "format", f"audio={audio_format!r}; expected one of {AUDIO_FORMATS}")
         if self.engine.error is not None:
-            return self._reject(503, "engine", f"the engine has failed: {self.engine.error}")
+            return self._reject(503, "engine", "the engine has failed; see the server's log")
         if self._reserved >= s.max_sessions:
             return self._reject(
                 503, "busy", f"all {s.max_sessions} conversation slots are taken; retry later"
@@ -228,7 +250,10 @@ class KameServer:
     async def _converse(
         self, request: web.Request, audio_format: str, send_events: bool
     ) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=self.server_settings.max_message_bytes, autoping=True)
+        heartbeat = self.server_settings.limits.heartbeat_s or None  # a ping; no pong in half of it: gone
+        ws = web.WebSocketResponse(
+            max_msg_size=self.server_settings.max_message_bytes, autoping=True, heartbeat=heartbeat
+        )
         await ws.prepare(request)
         self._counter += 1
         name = connection_name(self._counter, request.remote)
@@ -261,6 +286,7 @@ class KameServer:
                 name,
                 self.observe,
                 self.server_settings.idle_timeout_s or None,
+                self.server_settings.limits,
             )
             self.connections.add(conn)
             self.observe.started.inc()
@@ -271,7 +297,8 @@ class KameServer:
             with contextlib.suppress(Exception):
                 from kamevoice.server import protocol
 
-                await ws.send_bytes(protocol.error_message(f"could not start: {exc}"))
+                # The cause stays in the server's log: it may name hosts or files of this server.
+                await ws.send_bytes(protocol.error_message(f"could not start: {type(exc).__name__}"))
                 await ws.close()
         finally:
             if conn is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from kamevoice.section import Section
+from kamevoice.server.limits import LimitSettings
 
 
 class ServerSettings(Section):
@@ -18,6 +19,14 @@ class ServerSettings(Section):
     token: SecretStr | None = Field(
         None, description="if set, /api/chat needs 'Authorization: Bearer TOKEN' or '?token=TOKEN'"
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the server answers to besides loopback names, IP literals and --host "
+        "(DNS-rebinding guard on every route; '*' for any)",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="if set, /metrics needs 'Authorization: Bearer TOKEN'"
+    )
     allowed_origins: list[str] = Field(
         default_factory=list,
         description="browser Origins allowed on /api/chat ('*' for any); empty: same host:port only",
@@ -26,8 +35,11 @@ class ServerSettings(Section):
         1 << 20, ge=1024, description="largest WebSocket message accepted; bigger ones end the session"
     )
     idle_timeout_s: float = Field(
-        60.0, ge=0, description="end a conversation after this long without a message (0: never)"
+        60.0,
+        ge=0,
+        description="end a conversation after this long without audio (pings do not count; 0: never)",
     )
+    limits: LimitSettings = Field(default_factory=LimitSettings, description="what one client may cost")
     log_dir: Path | None = Field(None, description="directory for per-session event logs (JSONL)")
     oracle: bool = Field(True, description="run the back-end (STT + LLM oracle); false: front-end alone")
     stt_process: bool = Field(
