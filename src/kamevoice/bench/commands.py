@@ -66,12 +66,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", default="bench-tiny", help="folder for bench.json and bench.png")
     t.add_argument("--json", action="store_true", help="also print the JSON on stdout")
     t.set_defaults(handler=run_tiny)
-    from kamevoice.bench.train import register_train  # `kamevoice bench train` (issue 6)
+    from kamevoice.bench.train import register_train
 
     register_train(group)
-    from kamevoice.bench.codec import register_codec  # `kamevoice bench codec` (issue 7)
+    from kamevoice.bench.codec import register_codec
 
     register_codec(group)
+    from kamevoice.bench.adversary.commands import register_adversarial
+
+    register_adversarial(group)
 
 
 def run_tiny(args: argparse.Namespace) -> int:

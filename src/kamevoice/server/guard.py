@@ -10,7 +10,14 @@ cost 500 sockets and their buffers. `GuardedSite` listens like aiohttp's
 - closes a connection that has not sent the end of its request headers
   (a blank line) within `header_timeout_s`.
 
-After the headers of the first request the guard only counts; aiohttp's own
+- throttles a WebSocket's incoming frames: aiohttp reads and queues every frame that
+  arrives before the application looks at any, so a flood of tiny messages became tens
+  of megabytes of message objects within 0.2 s. The guard counts frames as bytes
+  arrive (`FrameCounter`) and pauses reading when a connection is over twice its
+  message budget (`GUARD_SLACK`), so the kernel's buffers, not our memory, hold the
+  rest; the conversation's own limiter (the same budget, without the slack) ends it.
+
+After the headers of a plain HTTP request the guard only counts; aiohttp's own
 keep-alive timeout applies between requests.
 """
 
@@ -24,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kamevoice.server.limits import LimitSettings
+from kamevoice.server.limits import LimitSettings, TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,57 @@ HEADERS_END = b"\r\n\r\n"
 # Bytes of a request start scanned for the end of its headers; a longer head is refused as well.
 MAX_HEADER_BYTES = 64 * 1024
 REFUSED = b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+# The guard lets frames through at this many times the conversation's budget: the conversation's
+# limiter must see the excess to end the flood, the guard only keeps it out of memory.
+GUARD_SLACK = 2.0
+
+
+class FrameCounter:
+    """Counts WebSocket frames in a byte stream as it arrives (RFC 6455 framing, payloads skipped)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self._head = b""  # bytes of a frame header not yet complete
+        self._skip = 0  # payload bytes of the current frame still to pass
+
+    def feed(self, data: bytes) -> int:
+        """Frames that *start* in `data`; returns how many."""
+        before, i, n = self.frames, 0, len(data)
+        while i < n:
+            if self._skip:
+                step = min(self._skip, n - i)
+                self._skip -= step
+                i += step
+                continue
+            take = min(14 - len(self._head), n - i)  # a header is at most 14 bytes
+            head = self._head + data[i : i + take]
+            size = _header_size(head)
+            if size is None or len(head) < size:
+                self._head, i = head, i + take
+                continue
+            self.frames += 1
+            used = size - len(self._head)
+            self._head = b""
+            self._skip = _payload_length(head)
+            i += used
+        return self.frames - before
+
+
+def _header_size(head: bytes) -> int | None:
+    if len(head) < 2:
+        return None
+    length = head[1] & 0x7F
+    masked = 4 if head[1] & 0x80 else 0
+    return 2 + (2 if length == 126 else 8 if length == 127 else 0) + masked
+
+
+def _payload_length(head: bytes) -> int:
+    length = head[1] & 0x7F
+    if length == 126:
+        return int.from_bytes(head[2:4], "big")
+    if length == 127:
+        return int.from_bytes(head[2:10], "big")
+    return length
 
 
 class GuardStats:
@@ -55,6 +113,9 @@ class _Guard(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.admitted = False
+        self.websocket: FrameCounter | None = None  # after a WebSocket upgrade request
+        self.frames = TokenBucket(limits.max_messages_per_s * GUARD_SLACK, limits.message_burst * GUARD_SLACK)
+        self.paused: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -86,12 +147,27 @@ class _Guard(asyncio.Protocol):
             return
         if not self.headers_done:
             self.head = (self.head + data)[-MAX_HEADER_BYTES:]
-            if HEADERS_END in self.head:
+            end = self.head.find(HEADERS_END)
+            if end >= 0:
                 self.headers_done = True
+                if b"upgrade: websocket" in self.head[:end].lower():
+                    self.websocket = FrameCounter()
+                    self.websocket.feed(self.head[end + len(HEADERS_END) :])  # frames sent at once
                 self.head = b""
                 if self.timer is not None:
                     self.timer.cancel()
+        elif self.websocket is not None:
+            frames = self.websocket.feed(data)
+            if frames and not self.frames.take(frames) and self.transport is not None and self.paused is None:
+                self.transport.pause_reading()  # the kernel holds the rest, not us
+                wait = frames / self.frames.rate
+                self.paused = asyncio.get_running_loop().call_later(wait, self._resume)
         self.inner.data_received(data)
+
+    def _resume(self) -> None:
+        self.paused = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received() if self.admitted else None
@@ -99,6 +175,8 @@ class _Guard(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        if self.paused is not None:
+            self.paused.cancel()
         if self.admitted:
             self.stats.open[self.address] -= 1
             if self.stats.open[self.address] <= 0:

@@ -46,8 +46,10 @@ class LimitSettings(Section):
     max_queued_events: int = Field(
         64, ge=1, description="JSON events queued for a slow client before the oldest are dropped"
     )
+    # A client that stops reading is found by the heartbeat within 1.5 intervals even while the
+    # kernel's socket buffers still take our audio (megabytes on a fast link: over a minute).
     heartbeat_s: float = Field(
-        10.0, ge=0, description="WebSocket ping interval; no pong within half of it ends the call (0: off)"
+        5.0, ge=0, description="WebSocket ping interval; no pong within half of it ends the call (0: off)"
     )
     header_timeout_s: float = Field(
         10.0, gt=0, description="time a new connection has to send its request headers"
