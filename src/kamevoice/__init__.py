@@ -8,7 +8,7 @@ streaming better candidate answers into it.
 import os as _os
 
 # OpenMP spin-waiting makes the small per-frame torch steps 3-20x slower on
-# 2-vCPU machines (see COMPONENTS.md). It must be set before torch loads
+# 2-vCPU machines (see docs/components.md). It must be set before torch loads
 # libgomp, so it is set here, at the package's first import; a user's own
 # setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

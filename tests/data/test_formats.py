@@ -35,7 +35,7 @@ def test_all_ten_shared_samples_read():
         assert len(words) > 100 and {w.speaker for w in words} == {"A", "B"}
         assert all(0 <= w.start <= w.end for w in words)
         assert events and all(e.channel in (0, 1) for e in events)
-        # The sample's hint text is empty exactly at level 0 (r <= 0.5), as KAME.md section 5 describes.
+        # The sample's hint text is empty exactly at level 0 (r <= 0.5), as docs/kame.md section 5 describes.
         assert all((e.hint == "") == (e.hint_level == 0) for e in events), sample_id
 
 

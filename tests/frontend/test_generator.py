@@ -205,7 +205,7 @@ def test_sampling_reads_the_checkpoint_unless_the_settings_chose(monkeypatch):
 
     tiny = {"temp_text": 0.0, "top_k_text": 5}
     plain = SamplingOptions.from_settings(FrontendSettings())
-    assert plain == SamplingOptions()  # no lm_gen_config: the settings' defaults, KAME.md's
+    assert plain == SamplingOptions()  # no lm_gen_config: the settings' defaults (docs/kame.md section 2)
     from_checkpoint = SamplingOptions.from_settings(FrontendSettings(), tiny)
     assert (from_checkpoint.text_temperature, from_checkpoint.text_top_k) == (0.0, 5)
     assert (from_checkpoint.temperature, from_checkpoint.top_k, from_checkpoint.greedy) == (0.8, 250, False)

@@ -1,4 +1,4 @@
-"""The oracle timeline rule (KAME.md section 3), in batch layout and streaming form."""
+"""The oracle timeline rule (docs/kame.md section 3), in batch layout and streaming form."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from tests.server.conftest import running_server
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Chromium reads its fake microphone from a 16-bit PCM WAV; 48 kHz is its native capture rate.
 FAKE_MIC_RATE = 48_000
-# Flags that work on these machines (docs/COMPONENTS.md), plus the fake microphone and autoplay.
+# Flags that work on these machines (docs/components.md), plus the fake microphone and autoplay.
 FLAGS = [
     "--no-sandbox",
     "--disable-gpu",

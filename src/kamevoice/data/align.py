@@ -1,4 +1,4 @@
-"""Put a dialogue's words and oracle events on the 80 ms frame grid (KAME.md section 5).
+"""Put a dialogue's words and oracle events on the 80 ms frame grid (docs/kame.md section 5).
 
 - Text: each word of the modelled speaker is tokenised on its own (SentencePiece
   splits on whitespace, so this equals tokenising the whole transcript); its

@@ -1,4 +1,4 @@
-"""Training-time oracle augmentation (KAME.md section 3), applied at load time, seeded.
+"""Training-time oracle augmentation (docs/kame.md section 3), applied at load time, seeded.
 
 The published recipe, with every number a setting:
 - each event is skipped with a per-example probability p drawn from

@@ -39,7 +39,7 @@ from kamevoice.oracle.ids import TextIds
 from kamevoice.oracle.pieces import TextTokenizer
 from kamevoice.oracle.timeline import OracleEvent, layout_oracle
 
-# Text-stream ids of Moshi's aligned text (KAME.md section 5).
+# Text-stream ids of Moshi's aligned text (docs/kame.md section 5).
 # Zero token: embeds to 0 and is masked out of every loss term.
 NO_AUDIO = -1
 

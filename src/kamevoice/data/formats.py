@@ -33,7 +33,7 @@ TEXT_DIR = "text"
 AUDIO_DIR = "audio"
 ORACLE_DIR = "oracle_raw"
 
-# Hint levels follow the share r of the current turn heard so far (KAME.md section 5):
+# Hint levels follow the share r of the current turn heard so far (docs/kame.md section 5):
 # level i applies while r <= HINT_LEVEL_UPPER_BOUNDS[i]; above the last bound it is level 5.
 HINT_LEVEL_UPPER_BOUNDS = (0.5, 0.65, 0.8, 0.95, 0.99)
 MAX_HINT_LEVEL = len(HINT_LEVEL_UPPER_BOUNDS)

@@ -30,7 +30,7 @@ _SYSTEM_COMMON = (
     "Reply with the spoken words only."
 )
 
-# What each hint level allows (index = level). Written for this project; levels follow KAME.md section 5.
+# What each hint level allows (index = level). Written for this project; levels follow docs/kame.md section 5.
 LEVEL_GUIDANCE = (
     "You are not told what {speaker} actually said. Work from the conversation alone: if the unfinished "
     "last line already shows what is wanted, answer it; if not, give a short, natural reply that fits the "

@@ -1,4 +1,4 @@
-"""Simulated oracle events for spoken dialogues (KAME.md section 5).
+"""Simulated oracle events for spoken dialogues (docs/kame.md section 5).
 
 Every `interval_s` of dialogue time, for the speaker who will reply to the
 turn in progress, we note what has been heard (context, word count, last

@@ -29,7 +29,7 @@ import numpy as np
 
 from kamevoice.errors import ConfigError
 
-# The categories KAME's Table 2 reports (KAME.md section 7), in its column order.
+# The categories KAME's Table 2 reports (docs/kame.md section 7), in its column order.
 KAME_CATEGORIES: tuple[str, ...] = ("reasoning", "stem", "humanities")
 # FastChat grades these categories against a reference answer (its NEED_REF_CATS).
 REFERENCE_CATEGORIES = frozenset({"math", "reasoning", "coding"})

@@ -1,6 +1,6 @@
 """Reports of a spoken MT-Bench run: a Table-2-shaped Markdown table, JSON, and a latency-score scatter.
 
-The paper's published numbers (KAME.md section 1, Table 2) are drawn on the
+The paper's published numbers (docs/kame.md section 1, Table 2) are drawn on the
 plot for reference and listed under the table, always labelled as the
 paper's: they come from the real 7B models and GPT-4.1 judges, not from us.
 """

@@ -43,7 +43,7 @@ class JudgeOptions:
     model: str | None = None
     api_key_env: str | None = None
     runs: int = 6
-    # The six runs are averaged (KAME.md section 7): sample, so they can differ.
+    # The six runs are averaged (docs/kame.md section 7): sample, so they can differ.
     temperature: float = 0.7
     # FastChat's judges write an explanation before the rating; 2048 tokens is its limit.
     max_tokens: int = 2048

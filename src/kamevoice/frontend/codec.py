@@ -58,7 +58,7 @@ class AudioCodec(Protocol):
         ...
 
 
-# A reduced Mimi (10.6M parameters, random weights; COMPONENTS.md): same interface and frame
+# A reduced Mimi (10.6M parameters, random weights; docs/components.md): same interface and frame
 # rate as the real one at ~1/5 of its CPU cost, for tests and loop benchmarks only.
 REDUCED_MIMI_OVERRIDES = {"n_filters": 16, "num_layers": 2, "dim_feedforward": 512}
 

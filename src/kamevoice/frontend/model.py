@@ -1,6 +1,6 @@
 """KameLM: Moshi's language model plus KAME's oracle embedding.
 
-KAME changes one thing in Moshi (KAME.md section 2): an embedding table
+KAME changes one thing in Moshi (docs/kame.md section 2): an embedding table
 `oracle_emb` of shape `[text_card + 1, dim]` whose output is added to the
 temporal transformer's input, next to the text-token embedding. The depth
 transformer and every output head are Moshi's, untouched.

@@ -16,7 +16,7 @@ from kamevoice.errors import ConfigError
 MOSHI_7B: dict[str, Any] = dict(loaders._lm_kwargs)
 
 # Moshi's streams and vocabularies (n_q 16, dep_q 8, card 2048, text_card 32000) on a small
-# trunk: the CPU benchmark shape measured in COMPONENTS.md (dim 512, 6 layers, depformer 256x2).
+# trunk: the CPU benchmark shape measured in docs/components.md (dim 512, 6 layers, depformer 256x2).
 SMALL: dict[str, Any] = {
     **MOSHI_7B,
     "dim": 512,

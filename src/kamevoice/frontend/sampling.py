@@ -19,7 +19,7 @@ _LM_GEN_NAMES = {
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """How tokens are drawn (KAME.md section 2 defaults)."""
+    """How tokens are drawn (docs/kame.md section 2 defaults)."""
 
     greedy: bool = False
     temperature: float = 0.8  # audio

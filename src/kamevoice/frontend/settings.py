@@ -18,7 +18,7 @@ class FrontendSettings(Section):
     device: str = Field("auto", description="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # The four sampling values: where left unset, the checkpoint's config.json `lm_gen_config`
-    # decides (`SamplingOptions.from_settings`), then these defaults (KAME.md's).
+    # decides (`SamplingOptions.from_settings`), then these defaults (docs/kame.md section 2).
     temperature: float = Field(
         0.8, ge=0.0, description="audio sampling temperature (0 = greedy; unset: the checkpoint's, else 0.8)"
     )

@@ -1,7 +1,7 @@
 """Incremental tokenisation of streamed LLM text into pieces that can no longer change.
 
 The published server tokenised each streamed fragment on its own, so word
-pieces differed from training, where whole strings are tokenised (KAME.md
+pieces differed from training, where whole strings are tokenised (docs/kame.md
 section 9, defect 2). Here the *accumulated* text is tokenised every time it
 grows, and a piece is released only when later text can no longer change it:
 SentencePiece (with Moshi's default whitespace splitting) tokenises each

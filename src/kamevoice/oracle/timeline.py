@@ -1,6 +1,6 @@
 """The oracle timeline: the one rule that turns oracle events into one id per 80 ms frame.
 
-KAME.md section 3. A new oracle *begins* at frame f0: f0 gets the start id,
+docs/kame.md section 3. A new oracle *begins* at frame f0: f0 gets the start id,
 then every following frame gets the oracle's next token, PAD when none is
 ready. The newest oracle wins: a new begin discards whatever the old one had
 not yet placed. A token that is not available when its ideal frame comes is
@@ -10,7 +10,7 @@ The rule lives in `OracleTimeline`, a frame-by-frame state machine. Streaming
 drives it live (tokens arrive from the LLM between frames). Data building and
 training call `layout_oracle`, which replays recorded events through the
 very same state machine, so the three can never disagree (the published
-code's defect 4, KAME.md section 9).
+code's defect 4, docs/kame.md section 9).
 
 Frames here are *frame coordinates* of the text stream: the id of frame t is
 what the model reads together with the text token of frame t, at step t + 1.

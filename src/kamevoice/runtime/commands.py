@@ -1,4 +1,4 @@
-"""Runtime commands: `kamevoice demo`, `kamevoice run` (file mode), `kamevoice oracle` (the back-end alone)."""
+"""Runtime commands: `kamevoice demo`, `kamevoice run` (file mode), `kamevoice oracle` (back-end alone)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ timer (a `sleep`, a `call_later`, a debounce), time jumps straight to that
 timer instead. Everything scheduled on the loop (the oracle scheduler, the
 knowledge-base back-end's simulated token stream, file playback) then runs in
 a reproducible order, as fast as the CPU allows, with the same code that
-serves real conversations on the wall clock (DESIGN.md rule 1).
+serves real conversations on the wall clock (docs/architecture.md rule 1).
 
 Work handed to threads through `run_in_executor` / `asyncio.to_thread` (the
 STT engines decode that way) *freezes* virtual time until it returns: the

@@ -15,7 +15,7 @@ Example (`configs/train_small_cpu.toml`)::
     out_dir = "runs/small"
     steps = 200
 
-Defaults follow the published recipe (KAME.md section 6): AdamW (0.9, 0.95),
+Defaults follow the published recipe (docs/kame.md section 6): AdamW (0.9, 0.95),
 lr 3e-5, weight decay 0.1, sequences of 512 frames, loss weights of
 `kamevoice.train.losses.LossWeights`.
 """

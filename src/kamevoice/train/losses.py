@@ -1,4 +1,4 @@
-"""KAME's training loss (KAME.md section 6), term by term.
+"""KAME's training loss (docs/kame.md section 6), term by term.
 
 Four cross-entropy terms, each over the positions `LMOutput` marks valid
 (positions invalid because of the acoustic delays, and targets equal to the
