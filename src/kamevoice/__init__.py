@@ -14,15 +14,13 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # numpy's OpenBLAS busy-waits on its worker threads too, and our numpy work (resampling, VAD,
-# Opus buffers, retrieval) is small: on 2 cores one OpenBLAS thread took a KAME-tiny session's
-# CPU from 0.57 to 0.50 s a second of audio (STT 3.2 -> 2.6 s, the rest 1.2 -> 0.7 s in 17 s;
-# `kamevoice bench tiny`). Set before numpy loads OpenBLAS; a user's own setting wins.
+# Opus buffers, retrieval) is small: more threads only burn CPU that the sessions need
+# (docs/results.md). Set before numpy loads OpenBLAS; a user's own setting wins.
 _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-# moshi wraps a few hot functions in torch.compile, read at import time. On the CPU this
-# buys nothing measurable (bench frontend: 44.4 vs 45.5 ms per small-model step) and costs
-# ~10 s of compilation per new shape, so it is off unless KAMEVOICE_TORCH_COMPILE=1 (worth
-# trying on a GPU).
+# moshi wraps a few hot functions in torch.compile, read at import time. On the CPU this buys
+# nothing and costs seconds of compilation per new shape, so it is off unless
+# KAMEVOICE_TORCH_COMPILE=1 (worth trying on a GPU).
 if _os.environ.get("KAMEVOICE_TORCH_COMPILE", "0") != "1":
     _os.environ.setdefault("NO_TORCH_COMPILE", "1")
 

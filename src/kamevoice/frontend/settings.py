@@ -35,8 +35,7 @@ class FrontendSettings(Section):
     )
     seed: int = 42
     # A small model's step is as fast on one thread as on two, and the second thread costs CPU
-    # that STT and other sessions need: KAME-tiny on 2 cores used 0.49-0.50 s of CPU a second of
-    # audio on one thread, 0.51-0.55 on two (`kamevoice bench tiny`, two runs each).
+    # that STT and other sessions need (KAME-tiny's default is one: `kamevoice.tiny.defaults`).
     cpu_threads: int = Field(
         0, ge=0, description="torch threads for the model on the CPU (0: torch's default, one a core)"
     )

@@ -29,12 +29,12 @@ from kamevoice.knowledge.settings import KnowledgeSettings
 # The question is what callers paraphrase, so its words count twice against the answer's.
 QUESTION_WEIGHT = 2
 # `auto` picks the character n-gram retriever when at least this share of the questions hold a word
-# outside the STT's dictionary: 6 % of the shipped FAQ's (a bike model's name), ~100 % of KAME-tiny's.
+# outside the STT's dictionary (invented names: the STT will misspell them; the shipped FAQ has
+# few such words, KAME-tiny's catalogue nearly all).
 AUTO_CHARGRAM_OOV_SHARE = 0.25
 # ... or when the knowledge base is a large catalogue: its questions differ only by names and
-# kinds, which letter n-grams match through STT misspellings (KAME-tiny's 6000 facts, names of
-# two English words, on Whisper finals: chargram 0.73 top-1, BM25 0.43), and the sentence
-# encoder's index of 6000 entries took ~4 minutes to build on a 2-core CPU.
+# kinds, which letter n-grams match through STT misspellings better than whole words, and a
+# sentence encoder's index of thousands of entries takes minutes to build on a small CPU.
 AUTO_CHARGRAM_MIN_ENTRIES = 1000
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 

@@ -34,14 +34,12 @@ from kamevoice.errors import ConfigError
 # The codec a tiny checkpoint names in config.json's `kamevoice` section.
 CODEC_EXTRA: dict[str, Any] = {"codec": "codec2", "codec_mode": 1200}
 # Sampling the published checkpoint asks for (Moshi's `lm_gen_config`; settings a user sets win):
-# greedy text. A copied name or number has one right token at a time, which sampling at 0.7 often
-# missed: on 40 held-out questions, 15% complete answers and 63% of key words against 12% and 50%.
+# greedy text. A copied name or number has one right token at a time, which sampling often misses.
 LM_GEN_CONFIG: dict[str, Any] = {"temp_text": 0.0}
 # Decoding the published checkpoint asks for in its `kamevoice` section (settings a user sets win):
-# oracle following (`kamevoice.frontend.policies.oracle_follow`). The network alone said every key word of
-# 19 of the 45 answers whose oracle held the fact (60 held-out questions outside the eval's first
-# 100, live back-end); with a bias of 5, 36 of 43; with 12, 40 of 43 (the rest cut off by the
-# reply window, or ended early).
+# oracle following (`kamevoice.frontend.policies.oracle_follow`): the network alone often leaves
+# out or scrambles what its oracle holds; the bias was chosen on questions the evaluation does not
+# use (docs/results.md, "Why the defaults").
 DECODING_EXTRA: dict[str, Any] = {"oracle_follow_bias": 12.0}
 # The issue's limit on the shipped checkpoint (it is part of the package's data).
 MAX_CHECKPOINT_MB = 25.0
@@ -49,7 +47,7 @@ STAGES = ("knowledge", "dialogues", "tokenizer", "synth", "oracles", "init", "sh
 # Validation dialogues: one per this many training dialogues (at least one), from held-out facts.
 VALID_EVERY = 20
 # Training steps timed to size the run to the time budget, after warm-up steps (first-call
-# allocations and data loading made a 2-step probe read 1.15 s a step against 0.84 s in the run).
+# allocations and data loading make the first steps slower than the run's).
 PROBE_WARMUP_STEPS, PROBE_STEPS = 2, 3
 # Novel-fact replies in the copy episodes, per training-fact reply: half the copy episodes say
 # names no catalogue fact uses, which only the oracle can tell (see `novel_fact_replies`).
@@ -58,12 +56,10 @@ NOVEL_COPY_SHARE = 1.0
 TRAIN_BUDGET_SHARE = 0.9
 
 # The training recipe; `configs/train_tiny.toml` holds the same values (a test checks).
-# Samples of up to 256 frames (20 s) hold a whole tiny dialogue (~8 s); 8 of them a step ran at
-# ~0.85 s a step, ~1000 frames/s on 2 cores (full 8 x 256 batches: 3.8 s, ~536 frames/s).
-# Oracle copy episodes (`kamevoice.data.copy_episodes`, text only, ~0.28 s a step here) first,
-# then dialogues with every third step a copy step. Without them, 2077 dialogue steps never
-# learnt to copy names and numbers from the oracle (value-token accuracy 0.24 with the oracle,
-# 0.23 without); on copy episodes alone held-out values went 0.21 -> 0.56 in 800 steps.
+# Samples of up to 256 frames (20 s) hold a whole tiny dialogue (~8 s). Oracle copy episodes
+# (`kamevoice.data.copy_episodes`, text only, cheap steps) come first, then dialogues with every
+# third step a copy step: dialogues alone never taught the model to copy names and numbers from
+# its oracle (docs/results.md, "KAME-tiny: validation accuracy").
 TRAIN_RECIPE: dict[str, dict[str, Any]] = {
     "data": {
         "seq_len": 256,

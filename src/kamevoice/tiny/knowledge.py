@@ -208,8 +208,8 @@ def generate_facts(options: KnowledgeOptions) -> list[Fact]:
 
 # Replies open with a few words that need no knowledge, then state the fact. In speech the
 # opener buys ~1 s, in which the oracle (laid out one token per 80 ms frame from when the back-end
-# answers) gets ahead of the words the front-end must copy from it; without it the oracle's answer
-# words arrived a median 3 frames before they were due (17% after), too late to copy.
+# answers) gets ahead of the words the front-end must copy from it; without it the answer words
+# arrived only just in time, or after (docs/results.md, "Why the defaults").
 REPLY_OPENERS = ("Let me check.", "One moment.", "Let me see.", "Sure, let me look.")
 # What the back-end streams while nothing in the catalogue matches what it heard: like the
 # offline simulator's level-0 predictions (`kamevoice.data.oracles`), which the model saw while

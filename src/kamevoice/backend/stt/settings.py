@@ -65,11 +65,10 @@ class WhisperSettings(Section):
         [0.0], min_length=1, description="decoding temperatures tried in turn (faster-whisper fallback)"
     )
     # Whisper's encoder always reads a 30 s window, mostly zero padding for a spoken turn. It
-    # reads shorter ones as well (the positions are cut, whisper.cpp's `audio_ctx`): on 200
-    # held-out KAME-tiny questions (espeak-ng, 2.5-4.4 s; tiny.en int8, one thread) a 10 s window
-    # took 0.14 s of CPU a final against 0.46 s, and its transcripts read closer to what was said
-    # (similarity 0.744 against 0.720; knowledge-base top-1 0.735 against 0.675); 6-8 s windows
-    # began to repeat themselves. Longer audio gets a window that fits it (up to 30 s).
+    # reads shorter ones as well (the positions are cut, whisper.cpp's `audio_ctx`): a 10 s window
+    # costs a third of the CPU and reads a spoken turn at least as well, while shorter ones began
+    # to repeat themselves (docs/results.md, "Speech-to-text"). Longer audio gets a window that
+    # fits it (up to 30 s).
     window_s: float = Field(
         10.0,
         ge=1.0,
