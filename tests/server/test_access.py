@@ -161,7 +161,9 @@ async def test_an_idle_client_is_ended_and_told_why(frontend, tmp_path):
         assert await _wait(lambda: not srv.connections)
     (log,) = tmp_path.glob("*.jsonl")
     end = json.loads(log.read_text().splitlines()[-1])
-    assert end["kind"] == EventKind.SESSION_END and end["reason"].startswith("idle") and end["cause"] == "idle"
+    assert (
+        end["kind"] == EventKind.SESSION_END and end["reason"].startswith("idle") and end["cause"] == "idle"
+    )
     assert (log.stat().st_mode & 0o777, tmp_path.stat().st_mode & 0o777) == (0o600, 0o700)  # private
 
 

@@ -1,4 +1,4 @@
-"""The HTTP/WebSocket server: one shared `Engine`, one `Connection` per conversation.
+"""The HTTP/WebSocket server: one shared `Engine`, one `Conversation` per client (any door).
 
     server = KameServer(frontend, settings)
     host, port = await server.start()      # engine thread + aiohttp site
@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from kamevoice.backend.factory import Backend
 from kamevoice.config import Settings
@@ -33,7 +35,8 @@ from kamevoice.runtime.messages import CLIENT_KINDS, EndCause
 from kamevoice.runtime.metrics import CONTENT_TYPE, Metrics
 from kamevoice.runtime.session import Session
 from kamevoice.server.access import bearer_ok, host_ok, origin_ok, token_ok
-from kamevoice.server.connection import Connection, connection_name
+from kamevoice.server.conversation import Conversation, connection_name
+from kamevoice.server.doors.moshi import MoshiDoor
 from kamevoice.server.guard import GuardedSite, GuardStats
 from kamevoice.server.observe import ServerMetrics
 from kamevoice.server.protocol import AUDIO_FORMATS
@@ -86,7 +89,7 @@ class KameServer:
                 paced=not self.server_settings.lockstep,
             ),
         )
-        self.connections: set[Connection] = set()
+        self.connections: set[Conversation] = set()
         self._reserved = 0  # admitted connections, counted before any await (no admission race)
         self._counter = 0
         self._runner: web.AppRunner | None = None
@@ -225,40 +228,72 @@ class KameServer:
         log.info("connection refused (%s): %s", why, message)
         return web.json_response({"error": why, "message": message}, status=status)
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    def admit(self, request: web.Request) -> web.Response | None:
+        """Whether a new conversation may start: None, or the refusal to send (any door).
+
+        In this order: the browser Origin (403), the token (401), a failed engine (503), a free
+        slot (503 `busy`). Call it before the upgrade, then `converse` at once: a slot is
+        reserved from `converse`'s first line, before any await, so two cannot take the last one.
+        """
         s = self.server_settings
         if not origin_ok(request, s.allowed_origins):
             return self._reject(403, "origin", f"origin {request.headers.get('Origin')!r} is not allowed")
         if not token_ok(request, s.token.get_secret_value() if s.token else None):
             return self._reject(401, "auth", "a valid bearer token is required")
-        audio_format = request.query.get("audio", "opus")
-        send_events = request.query.get("events", "1") not in EVENTS_OFF
-        if audio_format not in AUDIO_FORMATS:
-            return self._reject(400, "format", f"audio={audio_format!r}; expected one of {AUDIO_FORMATS}")
         if self.engine.error is not None:
             return self._reject(503, "engine", "the engine has failed; see the server's log")
         if self._reserved >= s.max_sessions:
             return self._reject(
                 503, "busy", f"all {s.max_sessions} conversation slots are taken; retry later"
             )
+        return None
+
+    async def converse(
+        self,
+        request: web.Request,
+        door: Callable[..., Conversation],
+        forward_events: bool,
+        protocols: tuple[str, ...] = (),
+    ) -> web.StreamResponse:
+        """Upgrade `request` and serve one conversation through `door` (a `Conversation` subclass,
+        called as `door(ws, make_session, sample_rate, name, limits, metrics, idle_timeout_s)`)."""
         self._reserved += 1
         try:
-            return await self._converse(request, audio_format, send_events)
+            return await self._converse(request, door, forward_events, protocols)
         finally:
             self._reserved -= 1
 
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        audio_format = request.query.get("audio", "opus")
+        if audio_format not in AUDIO_FORMATS:
+            return self._reject(400, "format", f"audio={audio_format!r}; expected one of {AUDIO_FORMATS}")
+        refused = self.admit(request)
+        if refused is not None:
+            return refused
+        send_events = request.query.get("events", "1") not in EVENTS_OFF
+        return await self.converse(
+            request, functools.partial(MoshiDoor, audio_format=audio_format), send_events
+        )
+
     async def _converse(
-        self, request: web.Request, audio_format: str, send_events: bool
+        self,
+        request: web.Request,
+        door: Callable[..., Conversation],
+        send_events: bool,
+        protocols: tuple[str, ...],
     ) -> web.StreamResponse:
         heartbeat = self.server_settings.limits.heartbeat_s or None  # a ping; no pong in half of it: gone
         ws = web.WebSocketResponse(
-            max_msg_size=self.server_settings.max_message_bytes, autoping=True, heartbeat=heartbeat
+            max_msg_size=self.server_settings.max_message_bytes,
+            autoping=True,
+            heartbeat=heartbeat,
+            protocols=protocols,
         )
         await ws.prepare(request)
         self._counter += 1
         name = connection_name(self._counter, request.remote)
         llm = None
-        conn: Connection | None = None
+        conn: Conversation | None = None
         try:
             llm = await asyncio.to_thread(self.backend.llm) if self.backend.llm else None
 
@@ -278,16 +313,11 @@ class KameServer:
                     forward_events=send_events,
                 )
 
-            conn = Connection(
-                ws,
-                make_session,
-                audio_format,
-                self.frontend.codec.sample_rate,
-                name,
-                self.observe,
-                self.server_settings.idle_timeout_s or None,
-                self.server_settings.limits,
-            )
+            s = self.server_settings
+            conn = door(
+                ws, make_session, self.frontend.codec.sample_rate, name, s.limits, self.observe,
+                s.idle_timeout_s or None,
+            )  # fmt: skip
             self.connections.add(conn)
             self.observe.started.inc()
             self.observe.active.set(len(self.connections))
@@ -295,11 +325,10 @@ class KameServer:
         except Exception as exc:  # the back-end could not be built: this conversation only
             log.warning("%s could not start: %s: %s", name, type(exc).__name__, exc)
             with contextlib.suppress(Exception):
-                from kamevoice.server import protocol
-
                 # The cause stays in the server's log: it may name hosts or files of this server.
-                await ws.send_bytes(protocol.error_message(f"could not start: {type(exc).__name__}"))
-                await ws.close()
+                await ws.close(
+                    code=WSCloseCode.INTERNAL_ERROR, message=f"could not start: {type(exc).__name__}".encode()
+                )
         finally:
             if conn is not None:
                 self.connections.discard(conn)

@@ -167,7 +167,7 @@ async def run_scenario(
     return result
 
 
-def _speech(question: str | None) -> np.ndarray:
+def reference_speech(question: str | None) -> np.ndarray:
     from kamevoice.bench.load.question import kb_question, question_speech
     from kamevoice.tiny.defaults import tiny_knowledge_base
 
@@ -183,7 +183,7 @@ async def run_adversarial(options: AdversaryOptions, progress=lambda name: None)
     """Every attack of `options` (see module doc); returns the figures and verdicts."""
     from kamevoice.bench.adversary.llm_server import ChatServer
 
-    speech = _speech(options.question)
+    speech = reference_speech(options.question)
     results: list[ScenarioResult] = []
     solo: dict = {}
 

@@ -65,6 +65,7 @@ def serve_command(args: argparse.Namespace) -> int:
         title="kamevoice bench serve",
         device=args.device,
         backend=not args.no_oracle,
+        max_sessions=args.max_sessions,
     )
     output = ReportOptions(
         json=(args.json,) if args.json else (), plot=Path(args.plot) if args.plot else None

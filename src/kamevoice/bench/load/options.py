@@ -33,6 +33,7 @@ class LoadBenchOptions:
     title: str  # of the printed table ("kamevoice bench serve")
     device: str | None = None  # cpu, cuda, auto; None: the settings' device
     backend: bool = True  # STT and LLM on; off: the front-end alone (`server.oracle` off)
+    max_sessions: int | None = None  # the servers' capacity; None: each round's client count
 
     def __post_init__(self) -> None:
         if not self.client_counts or min(self.client_counts) < 1:

@@ -75,7 +75,8 @@ def print_table(result: LoadBenchResult) -> None:
     console.print(table)
     console.print(
         f"added latency excludes the model's built-in delay of {result.rounds[0].model_delay_ms:.0f} ms; "
-        f"first {WARMUP_S:g} s left out ({CPU_WARMUP_S:g} s for CPU); each N runs with max_sessions=N; "
+        f"first {WARMUP_S:g} s left out ({CPU_WARMUP_S:g} s for CPU); "
+        f"{f'max_sessions={o}' if (o := result.options.max_sessions) else 'each N runs with max_sessions=N'}; "
         f"RTF = compute per second of audio (step: batch step / 80 ms; CPU: the sessions' CPU, "
         f"clients apart, / (N x seconds)); {os.cpu_count()} CPU cores"
     )
@@ -97,6 +98,7 @@ def payload(result: LoadBenchResult) -> dict[str, Any]:
         "llm": settings.llm.provider if options.backend else None,
         "knowledge_base": str(settings.llm.knowledge.path) if options.backend else None,
         "question": options.question,
+        "max_sessions": options.max_sessions,
         "frame_budget_ms": FRAME_SECONDS * 1e3,
         "definitions": DEFINITIONS,
         "max_realtime_sessions": result.max_realtime_sessions,

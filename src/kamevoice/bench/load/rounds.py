@@ -141,12 +141,16 @@ async def _drive(server, url: str, clients: int, seconds: float, speech: np.ndar
     return _Driven(results, steps, step_ms, overruns, underruns, cpu0, cpu1, cpu_steps1 - cpu_steps0)
 
 
-async def run_round(frontend, settings, clients: int, seconds: float, speech: np.ndarray) -> RoundResult:
+async def run_round(
+    frontend, settings, clients: int, seconds: float, speech: np.ndarray, max_sessions: int | None = None
+) -> RoundResult:
     """One client count: a fresh server, N paced clients, the figures."""
     from kamevoice.server.app import KameServer
 
     server_settings = settings.model_copy(
-        update={"server": settings.server.model_copy(update={"max_sessions": clients, "port": 0})}
+        update={
+            "server": settings.server.model_copy(update={"max_sessions": max_sessions or clients, "port": 0})
+        }
     )
     server = KameServer(frontend, server_settings)
     host, port = await server.start(HOST, 0)

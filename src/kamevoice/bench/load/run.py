@@ -61,7 +61,10 @@ def load_bench_frontend(settings, options: LoadBenchOptions) -> Any:
 async def _rounds(frontend, settings, options: LoadBenchOptions, speech: np.ndarray) -> list[RoundResult]:
     """Every client count in turn (after an unreported warm-up round)."""
     await run_round(frontend, settings, 1, WARMUP_ROUND_S, speech)  # first-use costs: allocations, caches
-    return [await run_round(frontend, settings, n, options.seconds, speech) for n in options.client_counts]
+    return [
+        await run_round(frontend, settings, n, options.seconds, speech, options.max_sessions)
+        for n in options.client_counts
+    ]
 
 
 def run_load_bench(frontend, settings, options: LoadBenchOptions) -> LoadBenchResult:

@@ -21,41 +21,38 @@ from kamevoice.errors import InputError
 from kamevoice.runtime.messages import EndCause, EventKind
 from kamevoice.runtime.session import OutputKind, Session, SessionOutput
 from kamevoice.server import protocol
-from kamevoice.server.conversation import Conversation, ConversationEnded, Ending, connection_name
+from kamevoice.server.conversation import Conversation, ConversationEnded, Ending
 from kamevoice.server.limits import LimitSettings
 from kamevoice.server.observe import ServerMetrics
 from kamevoice.server.ogg import check_pages
 from kamevoice.server.protocol import Kind, ProtocolError
-
-__all__ = ["Connection", "ConversationEnded", "Ending", "connection_name"]
 
 # Events of which only the newest matters to a client that reads slowly: a newer one replaces
 # one still queued (the oracle's text as it grows, the partial transcript, the step figures).
 NEWEST_WINS = frozenset({EventKind.ORACLE_TEXT, EventKind.STT_PARTIAL, EventKind.FRAME_STATS})
 
 
-class Connection(Conversation):
-    """One conversation in Moshi's protocol (see module doc)."""
+class MoshiDoor(Conversation):
+    """One conversation in Moshi's protocol (see module doc); `audio_format` "opus" or "pcm16"."""
 
     def __init__(
         self,
         ws: web.WebSocketResponse,
         make_session: Callable[[Callable[[SessionOutput], None]], Session],
-        audio_format: str,
         sample_rate: int,
         name: str,
+        limits: LimitSettings,
         metrics: ServerMetrics | None = None,
         idle_timeout_s: float | None = None,
-        limits: LimitSettings | None = None,
+        *,
+        audio_format: str = "opus",
     ):
         import sphn  # imported here: the module stays importable for tools that only need constants
 
         self.pcm16 = audio_format == "pcm16"
         self._opus_in = None if self.pcm16 else sphn.OpusStreamReader(sample_rate)
         self._opus_out = None if self.pcm16 else sphn.OpusStreamWriter(sample_rate)
-        super().__init__(
-            ws, make_session, sample_rate, name, limits or LimitSettings(), metrics, idle_timeout_s
-        )
+        super().__init__(ws, make_session, sample_rate, name, limits, metrics, idle_timeout_s)
 
     def greeting(self) -> bytes:
         return protocol.handshake()
