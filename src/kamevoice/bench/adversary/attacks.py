@@ -13,6 +13,7 @@ import base64
 import contextlib
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 
@@ -85,6 +86,10 @@ async def ping_flood(target: Target, seconds: float) -> dict:
     return await _flood(target, seconds, bytes([Kind.PING]) + b"hi", "")
 
 
+# Linux TCP states (include/net/tcp_states.h).
+_TCP_CLOSE, _TCP_CLOSE_WAIT = 7, 8
+
+
 class RawWebSocket:
     """A WebSocket client written on a bare socket, so that it can stop reading altogether."""
 
@@ -122,28 +127,31 @@ class RawWebSocket:
     def stop_reading(self) -> None:
         self.writer.transport.pause_reading()  # type: ignore[attr-defined]
 
+    def closed_by_server(self) -> bool:
+        """Whether the server has closed the connection, seen without reading a byte: the kernel's
+        TCP state (Linux TCP_INFO) is CLOSE_WAIT after the server's FIN, CLOSE after its reset."""
+        sock = self.writer.get_extra_info("socket")
+        try:
+            state = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+        except OSError:
+            return True
+        return state in (_TCP_CLOSE, _TCP_CLOSE_WAIT)
+
+    async def until_closed_by_server(self, seconds: float) -> float | None:
+        """Seconds until `closed_by_server` (None: still open after `seconds`)."""
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            if self.closed_by_server():
+                return round(time.perf_counter() - start, 2)
+            await asyncio.sleep(0.1)
+        return None
+
     def close(self) -> None:
         self.writer.transport.abort()
 
 
-async def _sessions(target: Target) -> int:
-    async with aiohttp.ClientSession() as http, http.get(target.url + "/health") as resp:
-        return int((await resp.json())["sessions"])
-
-
-async def _until_freed(target: Target, before: int, seconds: float) -> float | None:
-    """Seconds until the server counts `before` conversations or fewer again (None: never)."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        if await _sessions(target) <= before:
-            return round(time.perf_counter() - start, 2)
-        await asyncio.sleep(0.2)
-    return None
-
-
 async def big_pings_unread(target: Target, seconds: float) -> dict:
     """150 pings of 1 MiB from a client that never reads."""
-    before = await _sessions(target)
     ws = await RawWebSocket.connect(target)
     ws.stop_reading()
     sent = 0
@@ -154,27 +162,25 @@ async def big_pings_unread(target: Target, seconds: float) -> dict:
             await asyncio.wait_for(ws.writer.drain(), 2.0)
     except (ConnectionError, TimeoutError):
         pass
-    freed = await _until_freed(target, before, seconds)
+    freed = await ws.until_closed_by_server(seconds)
     ws.close()
     return {"sent": sent, "slot_freed_after_s": freed}
 
 
 async def frozen_client(target: Target, seconds: float) -> dict:
     """Talks for a second, then stops reading and stays connected."""
-    before = await _sessions(target)
     ws = await RawWebSocket.connect(target, "/api/chat?audio=pcm16")
     for _ in range(int(1 / FRAME_SECONDS)):
         ws.send(bytes([Kind.PCM16]) + bytes(2 * FRAME_SAMPLES))
         await asyncio.sleep(FRAME_SECONDS)
     ws.stop_reading()
-    freed = await _until_freed(target, before, seconds)
+    freed = await ws.until_closed_by_server(seconds)
     ws.close()
     return {"slot_freed_after_s": freed}
 
 
 async def idle_pinger(target: Target, seconds: float, every_s: float = 2.0) -> dict:
     """Connected, no audio, a ping every `every_s`: holds a slot unless idle is measured on audio."""
-    before = await _sessions(target)
     async with aiohttp.ClientSession() as http:
         ws = await http.ws_connect(f"{target.url}/api/chat")
         reader = asyncio.create_task(_drain(ws))
@@ -185,11 +191,7 @@ async def idle_pinger(target: Target, seconds: float, every_s: float = 2.0) -> d
             await asyncio.sleep(every_s)
         ended = round(time.perf_counter() - start, 2) if reader.done() else None
         await ws.close()
-    return {
-        "ended_after_s": ended,
-        **(reader.result() if reader.done() else {}),
-        "freed": await _sessions(target) <= before,
-    }
+    return {"ended_after_s": ended, **(reader.result() if reader.done() else {})}
 
 
 async def slow_headers(target: Target, seconds: float, connections: int = 200) -> dict:

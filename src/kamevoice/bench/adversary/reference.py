@@ -27,6 +27,9 @@ from kamevoice.runtime.messages import EventKind
 PAUSE_S = 1.0
 # Time after the last frame for the last replies to arrive before counting (seconds).
 DRAIN_S = 1.5
+# Gaps are counted from this long after the conversation starts: its own start-up (the STT child
+# loading its model) is not what an attack does to it, and the attacks begin after it.
+SETTLE_S = 1.0
 
 
 @dataclass
@@ -37,7 +40,7 @@ class ReferenceResult:
     frames_sent: int
     frames_due: int  # model frames the server owed it: one every 80 ms from the first to the end
     frames_received: int
-    largest_gap_s: float  # between two model audio chunks, after the first
+    largest_gap_s: float  # between two model audio chunks, once settled (`SETTLE_S`)
     largest_gap_at_s: float  # when it began, seconds after the conversation started
     transcript: list[str]
     oracle: str  # the last oracle text it was shown
@@ -49,9 +52,9 @@ class ReferenceResult:
 
 
 async def run_reference(
-    url: str, speech: np.ndarray, seconds: float, max_delay_frames: int = 1
+    url: str, speech: np.ndarray, seconds: float, max_delay_frames: int = 1, settle_s: float = SETTLE_S
 ) -> ReferenceResult:
-    """One honest conversation of `seconds` (see module doc)."""
+    """One honest conversation of `seconds` (see module doc); gaps are counted after `settle_s`."""
     from kamevoice.server.client import ChatClient
 
     audio = np.concatenate([speech, np.zeros(int(PAUSE_S * SAMPLE_RATE), np.float32)])
@@ -67,7 +70,8 @@ async def run_reference(
         end = time.perf_counter() + DRAIN_S
         await asyncio.sleep(DRAIN_S)
         times = [t for t in client.got.audio_times if t <= end]
-        gaps = [b - a for a, b in itertools.pairwise(times)]
+        steady = [t for t in times if t >= t0 + settle_s]
+        gaps = [b - a for a, b in itertools.pairwise(steady)]
         oracle = [e["text"] for e in client.events_of(EventKind.ORACLE_TEXT)]
         received = sum(
             len(c) for c, t in zip(client.got.audio_chunks, client.got.audio_times, strict=True) if t <= end
@@ -84,7 +88,7 @@ async def run_reference(
             frames_due=due,
             frames_received=received // FRAME_SAMPLES,
             largest_gap_s=round(max(gaps, default=0.0), 3),
-            largest_gap_at_s=round(times[gaps.index(max(gaps))] - t0, 2) if gaps else 0.0,
+            largest_gap_at_s=round(steady[gaps.index(max(gaps))] - t0, 2) if gaps else 0.0,
             transcript=[e["text"] for e in client.events_of(EventKind.STT_FINAL)],
             oracle=oracle[-1] if oracle else "",
             error=client.got.error,

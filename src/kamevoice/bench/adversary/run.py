@@ -34,7 +34,8 @@ MIN_FRAME_SHARE = 0.95
 MAX_EXTRA_GAP_S = 0.3
 MAX_HEALTH_MS = 100.0
 MAX_MEMORY_GROWTH_MB = 100.0
-# The attack starts this long after the reference conversation (seconds): it is under way.
+# The attack starts this long after the reference conversation (seconds): it is under way and
+# settled (the reference's gaps count from then: `reference.SETTLE_S`).
 ATTACK_LEAD_S = 1.0
 # Settings of the server under attack: short idle and header timeouts keep the run short.
 SERVER_ENV = {
