@@ -159,7 +159,8 @@ VOCABULARY: dict[EventKind, EventSpec] = {
             _E.SCHEDULER,
             "gen why by began chars after_s",
             False,
-            "a request was stopped (`why`: one of `CancelWhy`)",
+            "a request was stopped (`why`: one of `CancelWhy`; `too_long`: its oracle ends, "
+            "complete, as cut at `chars`)",
         ),
         _spec(
             _K.LLM_SUPERSEDED,
@@ -255,6 +256,7 @@ class CancelWhy(StrEnum):
     NEWER_REQUEST = "newer_request"  # over `max_in_flight`: the oldest makes room
     CLOSED = "closed"  # the session ended
     CANCELLED = "cancelled"  # cancelled from outside
+    TOO_LONG = "too_long"  # the answer passed `max_oracle_chars`: kept as cut, the stream closed
 
 
 def spec(kind: EventKind | str) -> EventSpec:
