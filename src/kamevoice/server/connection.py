@@ -27,6 +27,7 @@ from kamevoice.runtime.clock import FRAME_SAMPLES, FRAME_SECONDS
 from kamevoice.runtime.messages import EndCause
 from kamevoice.runtime.session import OutputKind, Session, SessionOutput
 from kamevoice.server import protocol
+from kamevoice.server.backlog import sheds
 from kamevoice.server.observe import ServerMetrics
 from kamevoice.server.ogg import check_pages
 from kamevoice.server.protocol import Kind, ProtocolError
@@ -90,6 +91,7 @@ class Connection:
         self.session = make_session(self._on_output)
         self.audio_in_s = 0.0
         self.reason = ""
+        self.dropped_events = 0  # metadata left out while the send queue was backed up
 
     # -- the whole conversation --------------------------------------------------------------------
 
@@ -270,13 +272,18 @@ class Connection:
         elif out.kind is OutputKind.TEXT:
             message = protocol.text_message(out.text)
         elif out.kind is OutputKind.EVENT and out.event is not None:
+            if sheds(out, self._send.qsize(), MAX_SEND_BACKLOG):
+                if not self.dropped_events:
+                    log.warning("%s: send queue backed up: metadata events left out", self.name)
+                self.dropped_events += 1
+                return
             message = protocol.metadata_message(out.event)
         else:
             return
         if message:
             self._send.put_nowait(message)
-        if self._send.qsize() > MAX_SEND_BACKLOG:
-            self.end("client too slow: stopped reading", EndCause.SLOW_CLIENT, tell_client=False)
+        if self._send.qsize() > MAX_SEND_BACKLOG:  # audio and text alone: the client stopped reading
+            self.end("client too slow: stopped reading", EndCause.SLOW_CLIENT)
 
     def _encode_audio(self, pcm: np.ndarray) -> bytes:
         if self.pcm16:
