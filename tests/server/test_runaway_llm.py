@@ -5,7 +5,9 @@ SSE `data:` lines), a real `KameServer` whose back-end asks it, and a `ChatClien
 speaking the question at real-time pace. Two attacks:
 
 - a runaway: 20,000 chunks as fast as the socket takes them, `max_tokens` ignored;
-- a 50 MB line without a newline after a few good words.
+- a 50 MB line without a newline after a few good words;
+
+and, for the send queue alone, an STT that bursts thousands of events at once.
 
 The server runs in this process, so its memory is this process's (`VmRSS`).
 """
@@ -26,6 +28,7 @@ from kamevoice.backend.llm.openai_compat import OpenAICompatProvider
 from kamevoice.backend.llm.settings import OpenAICompatSettings
 from kamevoice.backend.scheduler import SchedulerSettings
 from kamevoice.backend.stt import make_stt
+from kamevoice.backend.stt.base import Hypothesis, STTStream
 from kamevoice.config import load_settings
 from kamevoice.runtime.messages import COALESCE_S, CancelWhy, EventKind
 from kamevoice.runtime.session import OutputKind, SessionOutput
@@ -299,3 +302,42 @@ async def test_a_50_mb_line_ends_its_request_and_memory_stays_bounded(frontend, 
     assert errors and {e["error"] for e in errors} == {"malformed"}
     # The session kept its best oracle: the good words before the line reached the client.
     assert texts and texts[-1]["text"] == "".join(GOOD_WORDS)
+
+
+# Events of one burst: five times the send queue's cap, all queued before the sender can run.
+BURST_EVENTS = 5 * MAX_SEND_BACKLOG
+
+
+class BurstSTT(STTStream):
+    """An STT that publishes `BURST_EVENTS` partials in one go on the first audio, then nothing."""
+
+    name = "burst-stt"
+    burst_done = False
+
+    async def _feed(self, audio: np.ndarray) -> None:
+        if not self.burst_done:
+            self.burst_done = True
+            for i in range(BURST_EVENTS):
+                self._publish(Hypothesis(f"word {i}", is_final=False))
+
+    async def _end(self) -> None:
+        return None
+
+
+async def test_a_burst_of_events_is_shed_not_the_conversation(frontend, question_24k):
+    backend = Backend(stt=lambda events: BurstSTT(events=events))
+    audio = np.concatenate([question_24k, np.zeros(24_000, np.float32)])
+    async with (
+        running_server(frontend, backend=backend, max_sessions=1) as (srv, url),
+        ChatClient.connect(url) as client,
+    ):
+        (conn,) = srv.connections
+        await send_real_time(client, audio)
+        sent = client.sent_frames
+        await client.wait_for(lambda c: len(c.audio()) >= (sent - 5) * 1920, 10)
+        connections, dropped = len(srv.connections), conn.dropped_events
+    partials = client.events_of(EventKind.STT_PARTIAL)
+    print(f"\nburst: {BURST_EVENTS} events at once, {len(partials)} reached the client, {dropped} shed")
+    assert client.got.error is None and connections == 1
+    assert len(client.audio()) >= (sent - 5) * 1920
+    assert dropped > 0 and len(partials) + dropped == BURST_EVENTS
