@@ -165,7 +165,9 @@ def rss_bytes() -> int:
 
 
 def backend_against(base_url: str) -> Backend:
-    settings = load_settings()
+    """PocketSphinx alone listens (partials and finals): Whisper's buffers, allocated anew on
+    worker threads now and then, would blur what the attack costs in memory."""
+    settings = load_settings(stt={"provider": "sphinx"})
 
     def llm() -> OpenAICompatProvider:
         return OpenAICompatProvider(OpenAICompatSettings(base_url=base_url, model="x", api_key_env=KEY_ENV))
