@@ -36,6 +36,7 @@ def test_every_event_kind_is_declared_with_its_fields():
     for kind, spec in VOCABULARY.items():
         assert spec.kind is kind and spec.doc and "." in kind.value
         assert spec.private <= spec.fields
+        assert spec.client or not spec.coalesce  # coalescing is about what clients receive
 
 
 def test_event_kinds_are_spelled_only_in_the_vocabulary():

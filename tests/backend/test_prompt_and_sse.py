@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from kamevoice.backend.llm.sse import SSEEvent, SSEParser
+from kamevoice.backend.llm.sse import LineSplitter, SSEEvent, SSEParser, StreamLimitError
 from kamevoice.backend.prompt import DEFAULT_SYSTEM_PROMPT, Conversation, detokenize_pieces
 from kamevoice.backoff import Backoff
 
@@ -68,6 +68,33 @@ def test_sse_parser_follows_the_event_stream_rules():
     assert events == [SSEEvent("content_block_delta", '{"a":\n1}')]
     assert parser.finish() == SSEEvent("message", "[DONE]")
     assert parser.finish() is None
+
+
+STREAM = "data: caf\u00e9\r\n\r\n: note\rdata: two\n\ndata: end".encode()
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, len(STREAM)])
+def test_line_splitter_finds_lines_in_any_chunking(size):
+    splitter = LineSplitter(64)
+    lines: list[str] = []
+    for start in range(0, len(STREAM), size):  # CRLF and multi-byte characters split across chunks
+        lines += splitter.feed(STREAM[start : start + size])
+    assert lines == ["data: caf\u00e9", "", ": note", "data: two", ""]
+    assert splitter.finish() == "data: end" and splitter.finish() is None
+
+
+def test_line_splitter_refuses_a_long_line_before_it_ends():
+    splitter = LineSplitter(10)
+    assert splitter.feed(b"0123456789\nabc") == ["0123456789"]  # exactly the cap: fine
+    with pytest.raises(StreamLimitError, match="line over 10 bytes"):
+        splitter.feed(b"defghijk")  # 11 bytes of an unfinished line: no newline needed to refuse
+
+
+def test_sse_parser_refuses_an_event_whose_data_grows_past_its_cap():
+    parser = SSEParser(max_data_chars=20)
+    assert parser.feed("data: 0123456789") is None
+    with pytest.raises(StreamLimitError, match="event data over 20 characters"):
+        parser.feed("data: 0123456789")  # no blank line: the event would grow without end
 
 
 def test_backoff_grows_is_jittered_capped_and_honours_retry_after():

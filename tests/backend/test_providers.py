@@ -152,6 +152,22 @@ async def test_malformed_chunk_raises_after_the_good_text(vendor, vendor_server,
 
 
 @pytest.mark.parametrize("vendor", VENDORS)
+async def test_a_line_over_the_cap_is_malformed_and_read_no_further(vendor, vendor_server, providers):
+    # 8 MiB of one line against a 64 KiB cap: the provider gives up after ~64 KiB.
+    server = (await vendor_server(vendor)).then(Step("long_line", line_bytes=8 << 20))
+    provider = make_provider(vendor, server.base_url, max_line_bytes=1 << 16)
+    providers.append(provider)
+    got: list[str] = []
+    with pytest.raises(MalformedResponseError, match=r"line over 65536 bytes") as info:
+        async for delta in provider.stream(USER_ONLY, system=""):
+            got.append(delta)
+    assert info.value.kind == "malformed" and not info.value.retryable
+    assert got == DEFAULT_TOKENS[:2]
+    await asyncio.wait_for(server.requests[0].disconnected.wait(), 2.0)
+    assert not server.requests[0].finished
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
 async def test_stalled_stream_times_out_and_closes_the_connection(vendor, vendor_server, providers):
     server = (await vendor_server(vendor)).then("stall")
     provider = make_provider(vendor, server.base_url)  # stall timeout 0.3 s

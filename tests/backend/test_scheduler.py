@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from kamevoice.backend.llm.base import ChatMessage, LLMProvider
-from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
+from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings, cut_oracle
 from kamevoice.runtime.clock import WallClock
 from kamevoice.runtime.events import EventLog
 from kamevoice.runtime.messages import CancelWhy, EventKind
@@ -338,3 +338,51 @@ async def test_a_failing_sink_degrades_the_request_not_the_scheduler():
     sched.on_transcript("second question", True)
     await sched.wait_idle()
     assert sink.final(2) == ("We open at nine.", False)
+
+
+async def test_a_runaway_answer_is_cut_at_the_cap_and_its_stream_closed(sink):
+    llm = ScriptedLLM("word " * 20_000)  # a server that ignores max_tokens, streaming fast
+    sched, log = make(llm, sink, max_oracle_chars=100, **NO_WAIT)
+    sched.on_transcript("tell me everything", True)
+    await asyncio.wait_for(sched.wait_idle(), 5.0)
+    text, cancelled = sink.final(1)
+    # Complete as cut: at most the cap, on a word boundary, and not a cancelled oracle.
+    assert not cancelled and text == " ".join(["word"] * 20) and len(text) <= 100
+    assert llm.closed_early == [0]  # the stream was closed, not read to its end
+    assert max(len(t) for c, _, t, _ in sink.calls if c == "update") <= 100
+    assert len(sink.generations("update")) <= 21  # one per delta up to the cap, then none
+    (cancel,) = log.of_kind(EventKind.LLM_CANCEL)
+    assert cancel["why"] == CancelWhy.TOO_LONG and cancel["chars"] == len(text) and cancel["began"]
+    assert not log.of_kind(EventKind.LLM_DONE)
+    sched.on_transcript("and something short", True)  # the session goes on
+    llm.reply = "Short."
+    await sched.wait_idle()
+    assert sink.final(2) == ("Short.", False)
+
+
+async def test_a_runaway_vendor_stream_is_closed_at_the_cap(vendor_server, providers, sink, api_key):
+    # Paced a little (1 ms a chunk) so that the server is still writing when the client hangs up.
+    server = (await vendor_server("openai")).then(Step("ok", tokens=["w "] * 20_000, delay=0.001))
+    provider = make_provider("openai", server.base_url)
+    providers.append(provider)
+    sched, log = make(provider, sink, max_oracle_chars=50, **NO_WAIT)
+    sched.on_transcript("what are your opening hours", True)
+    await asyncio.wait_for(sched.wait_idle(), 5.0)
+    await asyncio.wait_for(server.requests[0].disconnected.wait(), 2.0)
+    assert not server.requests[0].finished
+    assert sink.final(1) == (" ".join(["w"] * 25), False)
+    assert log.of_kind(EventKind.LLM_CANCEL)[0]["why"] == CancelWhy.TOO_LONG
+
+
+@pytest.mark.parametrize(
+    ("text", "cap", "cut"),
+    [
+        ("We open at nine tomorrow", 14, "We open at"),  # mid-word: back to the space before it
+        ("We open at nine tomorrow", 15, "We open at nine"),  # the cap falls on a space
+        ("We open at nine tomorrow", 16, "We open at nine"),  # the cap falls after a space
+        ("Supercalifragilistic", 5, "Super"),  # one endless word: cut hard
+        ("short", 10, "short"),
+    ],
+)
+def test_cut_oracle_keeps_whole_words(text, cap, cut):
+    assert cut_oracle(text, cap) == cut

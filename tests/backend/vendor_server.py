@@ -1,7 +1,7 @@
 """A real local HTTP server that speaks one LLM vendor's streaming wire format.
 
 Each request consumes the next step of a script: what to do ("ok", "429",
-"500", "malformed", "stall", "drop", "error_event", "slow") and with which
+"500", "malformed", "stall", "drop", "error_event", "long_line", "slow") and with which
 tokens and delays. The server records every request (headers, JSON body) and
 whether the client went away before the stream was finished.
 """
@@ -29,8 +29,10 @@ class Step:
     tokens: list[str] = field(default_factory=lambda: list(DEFAULT_TOKENS))
     first_delay: float = 0.0  # before the first token
     delay: float = 0.0  # between tokens
-    # For malformed / stall / drop / error_event: good tokens sent before the failure.
+    # For malformed / stall / drop / error_event / long_line: good tokens sent before the failure.
     before: int = 2
+    # For long_line: bytes of one `data:` line that never ends (sent in 64 KiB writes).
+    line_bytes: int = 0
 
 
 @dataclass
@@ -101,7 +103,7 @@ class FakeVendor:
         for event in self._opening():
             await resp.write(event)
         await _sleep_while_connected(request, step.first_delay)
-        failing = step.do in ("malformed", "stall", "drop", "error_event")
+        failing = step.do in ("malformed", "stall", "drop", "error_event", "long_line")
         tokens = step.tokens[: step.before] if failing else step.tokens
         for i, token in enumerate(tokens):
             if i:
@@ -111,6 +113,10 @@ class FakeVendor:
             await resp.write(b'data: {"choices": [{"delta": {"content": "oops"\n\n')
         elif step.do == "error_event":
             await resp.write(self._error_event())
+        elif step.do == "long_line":
+            await _write_long_line(resp, step.line_bytes)
+            await self._wait_for_disconnect(request, seen)
+            return
         elif step.do == "stall":
             await self._wait_for_disconnect(request, seen)
             return
@@ -222,6 +228,14 @@ async def _sleep_while_connected(request: web.Request, seconds: float) -> None:
         if left <= 0:
             return
         await asyncio.sleep(min(left, 0.01))
+
+
+async def _write_long_line(resp: web.StreamResponse, size: int) -> None:
+    """`size` bytes of one `data:` line with no end-of-line (the client should give up midway)."""
+    piece = b"x" * (1 << 16)
+    await resp.write(b"data: ")
+    for _ in range(size // len(piece)):
+        await resp.write(piece)
 
 
 def _data(obj: dict[str, Any]) -> bytes:

@@ -24,6 +24,11 @@ Policy (every number is a `SchedulerSettings` field):
 6. Failures before the first chunk are retried with bounded back-off (only
    for retryable errors); after that, or after the first chunk, the request
    ends and the session simply has no (new) oracle until the next trigger.
+7. An answer longer than `max_oracle_chars` is cut there (at the last word
+   boundary before it): the request stops reading and closes its stream (the
+   provider sees the connection go), the oracle ends as complete with the cut
+   text, and `llm.cancel` says `too_long`. A server that ignores `max_tokens`
+   costs no more than one capped oracle.
 
 Every step is stamped into the event log (the `llm.*` and `oracle.*` kinds of
 `kamevoice.runtime.messages`).
@@ -97,6 +102,15 @@ class SchedulerSettings(Section):
     retry_jitter: float = Field(0.5, ge=0.0, le=1.0)
     # A safety net above the providers' own deadlines: no oracle is useful after this.
     request_timeout_s: float = Field(30.0, gt=0.0, description="longest a whole request may take")
+    # The front-end takes one oracle piece per 80 ms frame (~4 characters a piece), so 600
+    # characters are ~150 frames, 12 s: text beyond that is never used before the user's next
+    # words bring a newer oracle. The prompt asks for at most 30 words (~180 characters) and
+    # `max_tokens` is 120 (~500): only a server that ignores both gets near the cap.
+    max_oracle_chars: int = Field(
+        600,
+        ge=20,
+        description="longest oracle kept; a longer answer is cut at a word boundary and its request closed",
+    )
 
     def backoff(self) -> Backoff:
         return Backoff(self.max_retries, self.retry_base_s, self.retry_max_delay_s, self.retry_jitter)
@@ -313,7 +327,7 @@ class OracleScheduler:
             self._tasks.pop(old).cancel()
 
     async def _run(self, gen: int, prompt: Prompt, change_t: float, start_t: float) -> None:
-        text, deltas, began, attempt = "", 0, False, 0
+        text, deltas, began, attempt, cut = "", 0, False, 0, False
         try:
             while True:
                 try:
@@ -331,6 +345,10 @@ class OracleScheduler:
                                     self._begin(gen, change_t, start_t, attempt)
                                 text += delta
                                 deltas += 1
+                                if len(text) > self.settings.max_oracle_chars:
+                                    text, cut = cut_oracle(text, self.settings.max_oracle_chars), True
+                                    self.sink.update(gen, text)
+                                    break  # leaving the `aclosing` block closes the stream
                                 self.sink.update(gen, text)
                     break
                 except TimeoutError:
@@ -375,14 +393,25 @@ class OracleScheduler:
                 with contextlib.suppress(Exception):
                     self.sink.end(gen, text, cancelled=True)
             return
-        self.events.emit(
-            EventKind.LLM_DONE,
-            gen=gen,
-            total_s=round(self.clock.now() - start_t, 6),
-            deltas=deltas,
-            chars=len(text),
-            words=word_count(text),
-        )
+        if cut:
+            after_s = round(self.clock.now() - start_t, 6)
+            self.events.emit(
+                EventKind.LLM_CANCEL,
+                gen=gen,
+                why=CancelWhy.TOO_LONG,
+                began=True,
+                chars=len(text),
+                after_s=after_s,
+            )
+        else:
+            self.events.emit(
+                EventKind.LLM_DONE,
+                gen=gen,
+                total_s=round(self.clock.now() - start_t, 6),
+                deltas=deltas,
+                chars=len(text),
+                words=word_count(text),
+            )
         if began:
             self.sink.end(gen, text, cancelled=False)
         if self._unavailable:
@@ -420,6 +449,25 @@ class OracleScheduler:
             self._unavailable = True
             self.events.emit(EventKind.ORACLE_UNAVAILABLE, gen=gen, error=error.kind)
         return delay
+
+
+def cut_oracle(text: str, max_chars: int) -> str:
+    """`text` cut to at most `max_chars`, at the last word boundary when there is one.
+
+    A word cut in half would reach the front-end as a finished word (a capped oracle ends
+    complete), so the cut goes back to the space before it; one endless word is cut hard.
+
+    >>> cut_oracle("We open at nine tomorrow", 14)
+    'We open at'
+    """
+    if len(text) <= max_chars:
+        return text
+    head = text[:max_chars]
+    if not (text[max_chars].isspace() or head[-1].isspace()):
+        words = head.rsplit(None, 1)  # [before the last space, the cut word] when there is a space
+        if len(words) == 2:
+            head = words[0]
+    return head.rstrip()
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,9 @@ class EventSpec:
     doc: str
     # Fields kept out of what clients receive (vendor text, URLs): they stay in the server's log.
     private: frozenset[str] = frozenset()
+    # Each event carries the whole state (not a change), so a client needs only the newest:
+    # a session sends it at most every `COALESCE_S`, the newest one, the last one always.
+    coalesce: bool = False
 
     def for_client(self, event: dict) -> dict:
         """`event` as a client may see it (private fields left out)."""
@@ -83,9 +86,17 @@ class EventSpec:
 
 
 def _spec(
-    kind: EventKind, emitter: Emitter, fields: str, client: bool, doc: str, private: str = ""
+    kind: EventKind,
+    emitter: Emitter,
+    fields: str,
+    client: bool,
+    doc: str,
+    private: str = "",
+    coalesce: bool = False,
 ) -> EventSpec:
-    return EventSpec(kind, emitter, frozenset(fields.split()), client, doc, frozenset(private.split()))
+    return EventSpec(
+        kind, emitter, frozenset(fields.split()), client, doc, frozenset(private.split()), coalesce
+    )
 
 
 _K, _E = EventKind, Emitter
@@ -159,7 +170,8 @@ VOCABULARY: dict[EventKind, EventSpec] = {
             _E.SCHEDULER,
             "gen why by began chars after_s",
             False,
-            "a request was stopped (`why`: one of `CancelWhy`)",
+            "a request was stopped (`why`: one of `CancelWhy`; `too_long`: its oracle ends, "
+            "complete, as cut at `chars`)",
         ),
         _spec(
             _K.LLM_SUPERSEDED,
@@ -186,7 +198,15 @@ VOCABULARY: dict[EventKind, EventSpec] = {
         ),
         _spec(_K.ORACLE_RECOVERED, _E.SCHEDULER, "gen", False, "first success after `oracle.unavailable`"),
         _spec(_K.ORACLE_BEGIN, _E.SESSION, "gen frame", False, "a new oracle resets the timeline"),
-        _spec(_K.ORACLE_TEXT, _E.SESSION, "gen text", True, "the current oracle's text as it grows"),
+        _spec(
+            _K.ORACLE_TEXT,
+            _E.SESSION,
+            "gen text",
+            True,
+            "the current oracle's whole text, logged when it gained a word and once more at its "
+            "end (`oracle.end` has the final text too); clients get it coalesced",
+            coalesce=True,
+        ),
         _spec(
             _K.ORACLE_END,
             _E.SESSION,
@@ -230,6 +250,11 @@ VOCABULARY: dict[EventKind, EventSpec] = {
 #: Kinds a client that asked for events receives.
 CLIENT_KINDS: frozenset[EventKind] = frozenset(k for k, s in VOCABULARY.items() if s.client)
 
+# A person reads the oracle panel: four updates a second look continuous, and the front-end
+# takes only one piece per 80 ms frame, so a client is never more than ~3 pieces behind;
+# a runaway back-end streaming thousands of chunks a second costs a client 4 events a second.
+COALESCE_S = 0.25
+
 
 class EndCause(StrEnum):
     """Why a session ended: a fixed set (metric labels), the readable reason goes with it."""
@@ -255,6 +280,7 @@ class CancelWhy(StrEnum):
     NEWER_REQUEST = "newer_request"  # over `max_in_flight`: the oldest makes room
     CLOSED = "closed"  # the session ended
     CANCELLED = "cancelled"  # cancelled from outside
+    TOO_LONG = "too_long"  # the answer passed `max_oracle_chars`: kept as cut, the stream closed
 
 
 def spec(kind: EventKind | str) -> EventSpec:

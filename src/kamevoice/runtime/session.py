@@ -13,7 +13,8 @@ the LLM degrades this session only (no transcript / no oracle), logged.
 
 Every event it writes is declared in `kamevoice.runtime.messages`; with
 `forward_events` the kinds marked for clients go to `on_output` as well
-(private fields left out). Latency per turn is computed from the log
+(private fields left out; the kinds marked `coalesce`, at most one per `COALESCE_S`
+and kind, the newest). Latency per turn is computed from the log
 (`kamevoice.runtime.latency`).
 """
 
@@ -32,10 +33,11 @@ import numpy as np
 
 from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
 from kamevoice.runtime.clock import FRAME_SECONDS
+from kamevoice.runtime.coalesce import Coalescer
 from kamevoice.runtime.engine import Engine, EngineStream, FrameResult
 from kamevoice.runtime.events import Event, EventLog
 from kamevoice.runtime.latency import GAP_S
-from kamevoice.runtime.messages import CLIENT_KINDS, EndCause, EventKind, spec
+from kamevoice.runtime.messages import CLIENT_KINDS, COALESCE_S, EndCause, EventKind, spec
 from kamevoice.runtime.oracle_feed import OracleFeed
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,7 @@ class Session:
         self.end_cause: EndCause | None = None
         self.frames = 0
         self._last_text_t: float | None = None
+        self._coalescers: dict[EventKind, Coalescer[Event]] = {}  # per coalesced kind, for clients
         if forward_events:
             events.subscribe(self._forward)
 
@@ -154,6 +157,8 @@ class Session:
             return
         self.closed = True
         self.end_reason, self.end_cause = reason, cause
+        for coalescer in self._coalescers.values():
+            coalescer.close()
         if self._stream is not None:
             self._stream.close()
         if self.scheduler is not None:
@@ -248,5 +253,17 @@ class Session:
 
     def _forward(self, event: Event) -> None:
         kind = event["kind"]
-        if kind in CLIENT_KINDS:
-            self.on_output(SessionOutput(OutputKind.EVENT, event=spec(kind).for_client(event)))
+        if kind not in CLIENT_KINDS:
+            return
+        declared = spec(kind)
+        if not declared.coalesce:
+            self._send_event(declared.for_client(event))
+            return
+        coalescer = self._coalescers.get(kind)
+        if coalescer is None:
+            coalescer = self._coalescers[kind] = Coalescer(COALESCE_S, self._send_event)
+        coalescer.offer(declared.for_client(event))
+
+    def _send_event(self, event: Event) -> None:
+        if not self.closed:
+            self.on_output(SessionOutput(OutputKind.EVENT, event=event))

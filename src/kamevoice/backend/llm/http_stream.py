@@ -8,7 +8,11 @@ Deadlines, all on the event loop's clock:
 
 - connect: `connect_timeout_s` for TCP/TLS and sending the request (httpx);
 - first token: from sending the request to the first text delta;
-- stall: once text flows, the longest wait for the next line of the stream.
+- stall: once text flows, the longest wait for the next bytes of the stream.
+
+Sizes: the stream is read in the chunks the network delivers and split into lines
+here (`LineSplitter`), so a line (or an event) over `max_line_bytes` ends the request
+as malformed as soon as that many bytes of it arrived; memory never holds more.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from kamevoice.backend.llm.base import (
     StalledStreamError,
 )
 from kamevoice.backend.llm.settings import HTTPProviderSettings
-from kamevoice.backend.llm.sse import SSEEvent, SSEParser
+from kamevoice.backend.llm.sse import LineSplitter, SSEEvent, SSEParser, StreamLimitError
 from kamevoice.backoff import retry_after_seconds
 
 # Error bodies are read only this far: enough for the vendor's message, never a whole HTML page.
@@ -139,21 +143,28 @@ class SSEProvider(LLMProvider):
                     if resp.status_code >= 400:
                         raise await self._status_error(resp, url)
                 phase = "first token"
-                parser, state = SSEParser(), StreamState()
-                lines = resp.aiter_lines()
+                splitter = LineSplitter(s.max_line_bytes)
+                parser, state = SSEParser(max_data_chars=s.max_line_bytes), StreamState()
+                chunks = resp.aiter_bytes()
                 while not state.done:
                     limit = loop.time() + s.stall_timeout_s if phase == "stall" else first_token_deadline
                     try:
                         async with asyncio.timeout_at(limit):
-                            line = await anext(lines)
+                            chunk = await anext(chunks)
                     except StopAsyncIteration:
                         break
-                    event = parser.feed(line)
-                    text = self.read_event(event, state, url) if event is not None else None
-                    if text:
-                        phase = "stall"
-                        yield text
+                    for line in self._lines(splitter, chunk, url):
+                        text = self._read_line(parser, line, state, url)
+                        if text:
+                            phase = "stall"
+                            yield text
+                        if state.done:
+                            break
                 if not state.done:
+                    last = self._lines(splitter, None, url)
+                    text = self._read_line(parser, last[0], state, url) if last else None
+                    if text:
+                        yield text
                     tail = parser.finish()
                     text = self.read_event(tail, state, url) if tail is not None else None
                     if text:
@@ -178,6 +189,24 @@ class SSEProvider(LLMProvider):
             ) from None
         except UnicodeDecodeError as exc:
             raise MalformedResponseError(self.name, url, f"stream is not UTF-8: {exc}") from None
+
+    def _lines(self, splitter: LineSplitter, chunk: bytes | None, url: str) -> list[str]:
+        """The lines `chunk` completes (None: the stream ended, its unfinished last line)."""
+        try:
+            if chunk is None:
+                last = splitter.finish()
+                return [] if last is None else [last]
+            return splitter.feed(chunk)
+        except StreamLimitError as exc:
+            raise MalformedResponseError(self.name, url, str(exc)) from None
+
+    def _read_line(self, parser: SSEParser, line: str, state: StreamState, url: str) -> str | None:
+        """Feed one line to the parser; the text delta of the event it completes, if any."""
+        try:
+            event = parser.feed(line)
+        except StreamLimitError as exc:
+            raise MalformedResponseError(self.name, url, str(exc)) from None
+        return self.read_event(event, state, url) if event is not None else None
 
     def _timeout_error(self, phase: str, url: str) -> ProviderError:
         s = self.settings

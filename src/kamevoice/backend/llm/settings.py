@@ -29,6 +29,14 @@ class HTTPProviderSettings(Section):
     system_prompt: str | None = Field(
         None, description="replaces the scheduler's system prompt for this provider when set"
     )
+    # One streamed chunk is a few hundred bytes of JSON; 1 MiB is thousands of times that and
+    # still bounds what a broken or hostile server can make us hold (a line is read in pieces).
+    max_line_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="longest line (and event data) of the stream; a longer one ends the request "
+        "as malformed, read no further than this",
+    )
 
     def api_key(self) -> str | None:
         """The API key from the environment, or None when the variable is unset or empty."""
