@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from kamevoice.runtime.clock import WallClock
 from kamevoice.runtime.coalesce import Coalescer
@@ -23,7 +24,7 @@ async def test_coalescer_sends_the_first_at_once_then_the_newest_per_interval():
     items = [i for _, i in sent]
     assert items[0] == 0 and items[-1] == 199  # the first at once, the last always
     assert len(items) <= 7 and items == sorted(items)
-    gaps = [b - a for (a, _), (b, _) in zip(sent, sent[1:], strict=False)]
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(sent)]
     assert all(g >= 0.09 for g in gaps)
     assert coalescer.offered == 200 and coalescer.sent == len(items)
 

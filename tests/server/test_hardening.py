@@ -62,3 +62,16 @@ def test_an_attack_leaves_the_honest_caller_alone(server, attack):
         indent=1, default=str,
     )  # fmt: skip
     assert result.held, report
+
+
+@pytest.mark.parametrize("scenario", ["llm_configured", "llm_runaway", "llm_long_line"])
+def test_the_configured_llm_is_used_and_a_hostile_one_is_survived(scenario):
+    """`KAMEVOICE_LLM__PROVIDER=openai` with the embedded front-end sends its requests to that server
+    (no knowledge base in its place); a server that streams 20,000 chunks or a 50 MB line costs the
+    honest caller nothing."""
+    from kamevoice.bench.adversary.run import AdversaryOptions, run_adversarial
+
+    report = asyncio.run(run_adversarial(AdversaryOptions(attacks=(scenario,), seconds=SECONDS)))
+    (result,) = report["scenarios"]
+    assert result["held"], json.dumps(result, indent=1, default=str)
+    assert result["outcome"]["requests"] > 0

@@ -27,6 +27,8 @@ from kamevoice.runtime.messages import EventKind
 PAUSE_S = 1.0
 # Time after the last frame for the last replies to arrive before counting (seconds).
 DRAIN_S = 1.5
+# Events by which the server tells a client that part of its conversation is degraded.
+TROUBLE = frozenset({EventKind.STT_UNAVAILABLE, EventKind.ORACLE_UNAVAILABLE, EventKind.LLM_ERROR})
 # Gaps are counted from this long after the conversation starts: its own start-up (the STT child
 # loading its model) is not what an attack does to it, and the attacks begin after it.
 SETTLE_S = 1.0
@@ -45,6 +47,7 @@ class ReferenceResult:
     transcript: list[str]
     oracle: str  # the last oracle text it was shown
     error: str | None
+    told: list[str]  # what the server told it went wrong (the kinds of its trouble events)
 
     @property
     def frame_share(self) -> float:
@@ -92,6 +95,7 @@ async def run_reference(
             transcript=[e["text"] for e in client.events_of(EventKind.STT_FINAL)],
             oracle=oracle[-1] if oracle else "",
             error=client.got.error,
+            told=sorted({e["kind"] for e in client.got.events if e["kind"] in TROUBLE}),
         )
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from kamevoice.bench.adversary.attacks import ATTACKS, Target
 from kamevoice.bench.adversary.reference import HealthProbe, MemoryProbe, run_reference
 from kamevoice.bench.adversary.server import ServerProcess
+from kamevoice.runtime.messages import EventKind
 
 MIN_FRAME_SHARE = 0.95
 MAX_EXTRA_GAP_S = 0.3
@@ -43,6 +44,8 @@ SERVER_ENV = {
     "KAMEVOICE_SERVER__LIMITS__HEADER_TIMEOUT_S": "3",
     "KAMEVOICE_SERVER__MAX_SESSIONS": "4",
 }
+# Scenarios whose back-end never brings an oracle (the honest caller is told `oracle.unavailable`).
+NO_ORACLE = frozenset({"llm_long_line"})
 # Scenarios with a server of their own: the LLM back-end is a local server in this mode.
 LLM_SCENARIOS = {"llm_configured": "answer", "llm_runaway": "runaway", "llm_long_line": "long_line"}
 
@@ -159,7 +162,8 @@ async def run_scenario(
         "frames": ref.frame_share >= MIN_FRAME_SHARE,
         "gap": ref.largest_gap_s <= solo_gap_s + MAX_EXTRA_GAP_S,
         "transcript": bool(ref.transcript),
-        "oracle": bool(ref.oracle),
+        # A back-end that never answers sensibly brings no oracle: the caller must be told instead.
+        "oracle": bool(ref.oracle) if name not in NO_ORACLE else EventKind.ORACLE_UNAVAILABLE in ref.told,
         "no_error": ref.error is None,
         "health": result.health.get("p90_ms", 1e9) < MAX_HEALTH_MS and not result.health.get("failures"),
         "memory": max(mem) - mem[0] < MAX_MEMORY_GROWTH_MB,
