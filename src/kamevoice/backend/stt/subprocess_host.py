@@ -65,6 +65,9 @@ EXIT_POLL_S = 0.02
 # How often the watchdog looks at the pending audio: detection within a fifth of a second
 # of a bound, for a check that costs a subtraction.
 WATCH_INTERVAL_S = 0.2
+# A child heard from this recently when its bound was passed is working, only too slowly
+# (said so in the error: a starved CPU, not a frozen process); it is given up on all the same.
+STILL_WORKING_S = 1.0
 # Bytes per second of audio on the wire (float32 at ENGINE_RATE): the buffer's bound in bytes.
 WIRE_BYTES_PER_S = 4 * ENGINE_RATE
 
@@ -104,6 +107,7 @@ class ProcessSTT(STTStream):
         self._transport: asyncio.Transport | None = None
         self._starting: asyncio.Task | None = None
         self._watchdog: asyncio.Task | None = None
+        self._reaper: asyncio.Task | None = None
         self._ended = asyncio.Event()  # the child said "ended", died, or was given up on
         self._ready = False
         self._sent = 0  # samples written to the child
@@ -185,6 +189,8 @@ class ProcessSTT(STTStream):
     async def _release(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self._reaper is not None:
+            self._reaper.cancel()
         if self._starting is not None and not self._starting.done():
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._starting  # a start in flight: let it finish, then stop what it started
@@ -228,7 +234,8 @@ class ProcessSTT(STTStream):
         if not self._ready and now - self._started_at > limits.start_timeout_s:
             self._stall(f"the STT process did not load its engine in {limits.start_timeout_s:g} s")
         elif self._ready and pending > limits.max_pending_s:
-            self._stall(f"the STT process stopped reading: {pending:.1f} s of audio pending")
+            how = "fell behind" if silent < STILL_WORKING_S else "stopped reading"
+            self._stall(f"the STT process {how}: {pending:.1f} s of audio pending")
         elif self._ready and pending > 0 and silent > limits.silent_timeout_s:
             self._stall(
                 f"the STT process sent nothing for {silent:.1f} s with {pending:.1f} s of audio pending"
@@ -247,12 +254,18 @@ class ProcessSTT(STTStream):
         self._kill()
 
     def _kill(self) -> None:
-        """SIGKILL the child (reaped in `_release`), drop what waits for it, wake `_end`."""
+        """SIGKILL the child, drop what waits for it, wake `_end`."""
         if self._process is not None and self._process.is_alive():
             self._process.kill()
+            self._reap()
         if self._transport is not None:
             self._transport.abort()
         self._ended.set()
+
+    def _reap(self) -> None:
+        """Collect a dead child's exit now, not when the conversation ends (no zombie meanwhile)."""
+        if self._process is not None and self._reaper is None:
+            self._reaper = asyncio.ensure_future(_wait_exit(self._process, EXIT_TIMEOUT_S))
 
     # -- the child's messages --------------------------------------------------------------------
 
@@ -282,6 +295,7 @@ class ProcessSTT(STTStream):
             code = self._process.exitcode if self._process is not None else None  # None: not reaped yet
             how = f" (exit code {code})" if code is not None else ""
             self._fail(STTError(f"{self.name}: the STT process exited{how}", cause=STTCause.EXITED))
+            self._reap()
         self._ended.set()
 
 
