@@ -91,7 +91,7 @@ async def test_a_stopped_child_is_given_up_on_and_killed_while_pushes_never_bloc
     os.kill(pid, signal.SIGSTOP)
     slowest, error = 0.0, None
     try:
-        for _ in range(100):  # 8 s of audio, pushed 4x faster than real time
+        for _ in range(50):  # 4 s of audio, pushed in real time as the server does
             start = time.perf_counter()
             try:
                 await stt.push(CHUNK, 16000)
@@ -100,7 +100,7 @@ async def test_a_stopped_child_is_given_up_on_and_killed_while_pushes_never_bloc
                 break
             finally:
                 slowest = max(slowest, time.perf_counter() - start)
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.08)
         assert error is not None, "a stopped child was not noticed"
         assert error.cause is STTCause.STALLED and "stopped reading" in str(error), error
         assert slowest < MAX_PUSH_S, f"a push took {slowest * 1e3:.0f} ms"
