@@ -4,8 +4,12 @@ transcript, and the affected one is told (`stt.unavailable`) while its audio goe
 
 Real parts on loopback: a `KameServer` with the random-weight front-end, PocketSphinx in a
 child process per conversation (`ProcessSTT`), two `ChatClient`s sending Opus in real time
-(one 80 ms frame every 80 ms on an absolute schedule). Measured against a solo run of the
-same conversation in the same test, so a loaded machine moves both sides alike.
+(one 80 ms frame every 80 ms on an absolute schedule). A's gap is measured against a solo
+run in the same test, its frames against the engine's steps in the same window, so a loaded
+machine moves both sides alike. `/health` is polled from a thread of its own: the server, the
+clients and the test share one event loop, and a poller on it would stall with the server.
+Against the old blocking pipe this test fails on `/health` (a 5 s timeout) instead of hanging,
+thanks to a guard thread that kills a child left stopped.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ WINDOW_S = 3.0  # how long the server is watched while B's child is stopped
 HEALTH_EVERY_S = 0.2
 HEALTH_MAX_S = 0.1  # /health must answer this fast each time
 HEALTH_TIMEOUT_S = 5.0
-MIN_FRAME_SHARE = 0.95  # of the frames A should receive in the window (one per 80 ms)
+MIN_FRAME_SHARE = 0.95  # of the frames A should receive in the window (one per engine step)
 GAP_SLACK_S = 0.3  # A's largest gap may exceed its solo run's by this much
 # The server drops no frame, so "received" is a matter of lateness: arrivals are counted from
 # the window's start to this long after its end, so a frame due in the window may be this late
