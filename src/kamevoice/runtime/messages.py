@@ -133,13 +133,21 @@ VOCABULARY: dict[EventKind, EventSpec] = {
             True,
             "the final transcript of an utterance",
         ),
-        _spec(_K.STT_ERROR, _E.STT, "provider error", True, "the STT stream failed", private="error"),
+        _spec(
+            _K.STT_ERROR,
+            _E.STT,
+            "provider cause error",
+            True,
+            "the STT stream failed (`cause`: one of `STTCause`)",
+            private="error",
+        ),
         _spec(
             _K.STT_UNAVAILABLE,
             _E.SESSION,
             "cause error",
             True,
-            "the session goes on without transcripts (`cause`: the error's type)",
+            "the session goes on without transcripts (`cause`: one of `STTCause`; the readable "
+            "`error` stays in the server's log)",
             private="error",
         ),
         _spec(
@@ -272,6 +280,17 @@ class EndCause(StrEnum):
     SHUTDOWN = "shutdown"
     START_FAILED = "start_failed"
     INTERNAL = "internal_error"
+
+
+class STTCause(StrEnum):
+    """Why a conversation's STT failed: a fixed set (clients and metrics read it), the text goes with it."""
+
+    ENGINE = "engine_error"  # the recogniser or the hosted service reported an error
+    AUTH = "auth_refused"  # the hosted service refused the credentials
+    CONFIG = "config_error"  # the engine could not start with its settings (model files, LM)
+    STALLED = "stalled"  # the STT process stopped reading its audio (frozen, stopped, stuck)
+    EXITED = "process_exited"  # the STT process died
+    INTERNAL = "internal_error"  # anything else: a bug
 
 
 class CancelWhy(StrEnum):

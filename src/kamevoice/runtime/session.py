@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from kamevoice.backend.scheduler import OracleScheduler, SchedulerSettings
+from kamevoice.backend.stt.base import cause_of
 from kamevoice.runtime.clock import FRAME_SECONDS
 from kamevoice.runtime.coalesce import Coalescer
 from kamevoice.runtime.engine import Engine, EngineStream, FrameResult
@@ -200,8 +201,10 @@ class Session:
             self._stt_unavailable(exc)
 
     def _stt_unavailable(self, exc: Exception) -> None:
+        if self._stt_failed:  # the push and the reader both hear the same failure: report it once
+            return
         self._stt_failed = True
-        self.events.emit(EventKind.STT_UNAVAILABLE, cause=type(exc).__name__, error=f"{exc}")
+        self.events.emit(EventKind.STT_UNAVAILABLE, cause=cause_of(exc), error=f"{exc}")
 
     # -- engine -> client -----------------------------------------------------------------------------
 

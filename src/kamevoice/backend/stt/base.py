@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from kamevoice.audio import StreamResampler, int16_to_float
-from kamevoice.errors import InputError, KameVoiceError
+from kamevoice.errors import ConfigError, InputError, KameVoiceError
 from kamevoice.runtime.clock import Clock, WallClock
 from kamevoice.runtime.events import EventLog
-from kamevoice.runtime.messages import EventKind
+from kamevoice.runtime.messages import EventKind, STTCause
 
 # Every provider here decodes 16 kHz mono: what PocketSphinx's and Whisper's
 # models were trained on and what Google's and Deepgram's LINEAR16 streams use.
@@ -50,11 +50,32 @@ MAX_CHANNELS = 8
 
 
 class STTError(KameVoiceError):
-    """The recogniser or the hosted service failed (connection lost, protocol error, engine error)."""
+    """The recogniser or the hosted service failed (connection lost, protocol error, engine error).
+
+    `cause` says which kind of failure it was (one of `STTCause`, what clients and metrics read);
+    the message says the rest.
+    """
+
+    default_cause = STTCause.ENGINE
+
+    def __init__(self, message: str = "", *, cause: STTCause | None = None):
+        super().__init__(message)
+        self.cause = cause or self.default_cause
 
 
 class STTAuthError(STTError):
     """The hosted service refused the credentials."""
+
+    default_cause = STTCause.AUTH
+
+
+def cause_of(exc: BaseException) -> STTCause:
+    """The fixed kind of an STT failure: an `STTError`'s own, a settings problem, or a bug."""
+    if isinstance(exc, STTError):
+        return exc.cause
+    if isinstance(exc, ConfigError):
+        return STTCause.CONFIG
+    return STTCause.INTERNAL
 
 
 @dataclass(frozen=True)
@@ -274,5 +295,5 @@ class STTStream(ABC):
             return
         self._error = exc
         if self.events is not None:
-            self.events.emit(EventKind.STT_ERROR, provider=self.name, error=str(exc))
+            self.events.emit(EventKind.STT_ERROR, provider=self.name, cause=cause_of(exc), error=str(exc))
         self._queue.put_nowait(exc)

@@ -106,6 +106,35 @@ class DeepgramSettings(Section):
     close_timeout_s: float = Field(10.0, gt=0, description="wait this long for the last results")
 
 
+class ProcessSettings(Section):
+    """A local engine hosted in a child process (`server.stt_process`): when it counts as stuck.
+
+    A child that stops consuming (frozen, stopped, stuck in a decode) ends its conversation's
+    STT with an `STTError` (cause `stalled`) and is killed; the conversation goes on without
+    transcripts. The child acknowledges every chunk it has processed, so "pending" is audio
+    sent and not yet processed, wherever it waits (our buffer, the socket, the child).
+    """
+
+    # 5 s: a healthy child keeps ahead of real time (measured on a loaded 2-core machine:
+    # PocketSphinx's real-time factor 0.23-0.36, Whisper's decodes run beside the audio, see
+    # stt/README.md), and a transcript 5 s late is of no use to the oracle any more.
+    max_pending_s: float = Field(
+        5.0,
+        gt=0,
+        description="seconds of audio the STT process may hold unprocessed before it counts as stuck",
+    )
+    # 10 s: the child acknowledges each chunk as it is processed (every 80 ms while audio flows),
+    # so silence this long with audio waiting is a stopped process, not a slow decode.
+    silent_timeout_s: float = Field(
+        10.0, gt=0, description="with audio pending, the STT process may send nothing for this long"
+    )
+    # 30 s: a fresh interpreter, the engine's imports and its model (Whisper's is the slow one)
+    # on a loaded machine; audio sent meanwhile waits for it.
+    start_timeout_s: float = Field(
+        30.0, gt=0, description="the STT process must have loaded its engine this long after it was started"
+    )
+
+
 class STTSettings(Section):
     """Which speech-to-text provider the back-end uses, and each provider's settings."""
 
@@ -119,3 +148,4 @@ class STTSettings(Section):
     whisper: WhisperSettings = WhisperSettings()
     google: GoogleSettings = GoogleSettings()
     deepgram: DeepgramSettings = DeepgramSettings()
+    process: ProcessSettings = ProcessSettings()
