@@ -2,30 +2,38 @@
 
 Client messages: `0x01` Ogg/Opus audio (or `0x11` raw PCM16 with `?audio=pcm16`),
 `0x06` ping, `0x03` control (accepted, no meaning here). Server messages: `0x00`
-handshake once the session has its slot, `0x01`/`0x11` model audio, `0x02` text
-pieces, `0x04` JSON events (only when the client asked for them), `0x06` pong,
-`0x05` the reason the conversation ended. Anything else from the client, an
-oversized message, audio that does not decode: the conversation ends, told why.
-Limits, intake, idle time and the outbox are the `Conversation`'s.
+handshake once the session has its slot, then the server's information as `0x04`
+when asked for (`?info=1`, or Kyutai's session parameters in the URL, as its web
+client sends them), `0x01`/`0x11` model audio, `0x02` text pieces, `0x04` JSON events
+(only with `?events=1`), `0x06` pong, `0x05` the reason the conversation ended.
+Anything else from the client, an oversized message, audio that does not decode:
+the conversation ends, told why. Limits, intake, idle time and the outbox are the
+`Conversation`'s; `door_for` reads a request's query (see `protocol`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMsgType, web
 
+from kamevoice import __version__
 from kamevoice.audio import pcm16_bytes, pcm16_from_bytes
 from kamevoice.errors import InputError
 from kamevoice.runtime.messages import EndCause, EventKind
 from kamevoice.runtime.session import OutputKind, Session, SessionOutput
 from kamevoice.server import protocol
-from kamevoice.server.conversation import Conversation, ConversationEnded, Ending
+from kamevoice.server.conversation import BadRequest, Conversation, ConversationEnded, Ending
 from kamevoice.server.limits import LimitSettings
 from kamevoice.server.observe import ServerMetrics
 from kamevoice.server.ogg import check_pages
-from kamevoice.server.protocol import Kind, ProtocolError
+from kamevoice.server.protocol import AUDIO_FORMATS, Kind, ProtocolError
+
+log = logging.getLogger(__name__)
 
 # Events of which only the newest matters to a client that reads slowly: a newer one replaces
 # one still queued (the oracle's text as it grows, the partial transcript, the step figures).
@@ -46,9 +54,13 @@ class MoshiDoor(Conversation):
         idle_timeout_s: float | None = None,
         *,
         audio_format: str = "opus",
+        server_info: dict | None = None,
+        ignored: Mapping[str, float] | None = None,
     ):
         import sphn  # imported here: the module stays importable for tools that only need constants
 
+        self.server_info = server_info
+        self.ignored = dict(ignored or {})
         self.pcm16 = audio_format == "pcm16"
         self._opus_in = None if self.pcm16 else sphn.OpusStreamReader(sample_rate)
         self._opus_out = None if self.pcm16 else sphn.OpusStreamWriter(sample_rate)
@@ -63,6 +75,11 @@ class MoshiDoor(Conversation):
     # -- client -> session ----------------------------------------------------------------------------
 
     async def read(self) -> Ending:
+        if self.server_info is not None:  # right after the handshake, as Kyutai's Rust server does
+            self.outbox.put(protocol.metadata_message(self.server_info))
+        if self.ignored:
+            log.info("%s: session parameters ignored (one sampling for every conversation): %s",
+                     self.name, ", ".join(f"{k}={v:g}" for k, v in self.ignored.items()))  # fmt: skip
         while True:
             msg = await self.ws.receive()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
@@ -75,18 +92,8 @@ class MoshiDoor(Conversation):
                     "protocol error: text frames are not part of the protocol", EndCause.PROTOCOL
                 )
             elif msg.type == WSMsgType.ERROR:
-                exc = self.ws.exception()
-                if getattr(exc, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:  # aiohttp closed with 1009
-                    return Ending(f"message too big: {exc}", EndCause.TOO_BIG, False)
-                return Ending(f"connection error: {type(exc).__name__}", EndCause.CONNECTION_LOST, False)
-        code = self.ws.close_code
-        if code is not None and code not in (1000, 1001):
-            # 1009: message too big (aiohttp closes on its own), 1006: the peer vanished or missed the heartbeat.
-            if code == WSCloseCode.MESSAGE_TOO_BIG:
-                return Ending(f"message too big (close code {code})", EndCause.TOO_BIG, False)
-            why = "connection lost" if code == WSCloseCode.ABNORMAL_CLOSURE else "closed abnormally"
-            return Ending(f"{why} (close code {code})", EndCause.CONNECTION_LOST, False)
-        return Ending("client closed", EndCause.CLIENT_CLOSED, False)
+                return self.socket_error()
+        return self.socket_closed()
 
     async def _on_binary(self, data: bytes) -> None:
         try:
@@ -153,3 +160,24 @@ class MoshiDoor(Conversation):
         assert self._opus_out is not None
         pages = self._opus_out.append_pcm(np.asarray(pcm, dtype=np.float32))
         return protocol.pack(Kind.AUDIO, pages) if pages else b""
+
+
+def door_for(query: Mapping[str, str], sampling: Any, files: Any) -> tuple[Callable[..., Conversation], bool]:
+    """The Moshi door a request's query asks for, and whether it wants JSON events (see
+    `protocol`); `sampling` and `files` (the front-end's `CheckpointFiles`) fill the server's
+    information. A bad query raises `BadRequest`."""
+    audio_format = query.get("audio", "opus")
+    if audio_format not in AUDIO_FORMATS:
+        raise BadRequest("format", f"audio={audio_format!r}; expected one of {AUDIO_FORMATS}")
+    try:
+        events = protocol.switch(query, "events", False)
+        params = protocol.session_params(query)
+        wants_info = protocol.switch(query, "info", bool(params))
+    except ProtocolError as exc:
+        raise BadRequest("param", str(exc)) from None
+    info = None
+    if wants_info:
+        mimi = files.codec_weights.name if files.codec_weights is not None else ""
+        info = protocol.server_info(sampling, files.lm_weights.name, mimi, __version__)
+    door = functools.partial(MoshiDoor, audio_format=audio_format, server_info=info, ignored=params)
+    return door, events
