@@ -47,6 +47,7 @@ class Heard:
     """What the server sent, and what this simulated phone did with it."""
 
     media: int = 0  # media messages received
+    marks: list[str] = field(default_factory=list)  # names of the marks received, in order
     played: bytearray = field(default_factory=bytearray)  # mu-law bytes played to the caller, in order
     marks_echoed: list[str] = field(default_factory=list)
     clears: list[float] = field(default_factory=list)  # perf_counter time of each `clear`
@@ -212,6 +213,7 @@ class TwilioCall:
                     self.got.media += 1
                 elif event == "mark":
                     self._buffer.append(("mark", message["mark"]["name"]))
+                    self.got.marks.append(message["mark"]["name"])
                 elif event == "clear":
                     await self._clear()
                 else:
