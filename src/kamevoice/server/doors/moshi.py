@@ -35,9 +35,55 @@ from kamevoice.server.protocol import AUDIO_FORMATS, Kind, ProtocolError
 
 log = logging.getLogger(__name__)
 
+Stage = tuple[str, Callable[[Any], Any]]
 # Events of which only the newest matters to a client that reads slowly: a newer one replaces
 # one still queued (the oracle's text as it grows, the partial transcript, the step figures).
 NEWEST_WINS = frozenset({EventKind.ORACLE_TEXT, EventKind.STT_PARTIAL, EventKind.FRAME_STATS})
+
+
+class MoshiAudio:
+    """A conversation's audio in Moshi's protocol, as named stages (so that `kamevoice bench doors`
+    times each layer): Ogg/Opus through one `sphn` reader and writer, or raw PCM16 (`pcm16`).
+    `decode` raises `ProtocolError` or `InputError` on audio that is not what it should be."""
+
+    def __init__(self, sample_rate: int, pcm16: bool):
+        import sphn  # imported here: the module stays importable for tools that only need constants
+
+        self.kind = Kind.PCM16 if pcm16 else Kind.AUDIO
+        if pcm16:
+            self.inbound: tuple[Stage, ...] = (("pcm16", pcm16_from_bytes),)
+            self.outbound: tuple[Stage, ...] = (("pcm16", pcm16_bytes), ("frame", self._frame))
+            return
+        self._reader = sphn.OpusStreamReader(sample_rate)
+        self._writer = sphn.OpusStreamWriter(sample_rate)
+        self.inbound = (("ogg", _whole_pages), ("opus", self._read_opus))
+        self.outbound = (("opus", self._write_opus), ("frame", self._frame))
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        """One audio message's payload to float32 samples (none while the decoder waits for more)."""
+        return functools.reduce(lambda data, stage: stage[1](data), self.inbound, payload)
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        """Model audio to one wire message (b"" while the encoder holds it all)."""
+        return functools.reduce(lambda data, stage: stage[1](data), self.outbound, pcm)
+
+    def _read_opus(self, pages: bytes) -> np.ndarray:
+        try:
+            pcm = self._reader.append_bytes(pages)
+        except Exception as exc:  # sphn raises ValueError on a broken Ogg/Opus stream
+            raise ProtocolError(f"not an Ogg/Opus stream ({exc})") from None
+        return np.zeros(0, np.float32) if pcm is None else np.asarray(pcm, dtype=np.float32)
+
+    def _write_opus(self, pcm: np.ndarray) -> bytes:
+        return self._writer.append_pcm(np.asarray(pcm, dtype=np.float32))
+
+    def _frame(self, payload: bytes) -> bytes:
+        return protocol.pack(self.kind, payload) if payload else b""
+
+
+def _whole_pages(payload: bytes) -> bytes:
+    check_pages(payload)  # raises ProtocolError on a cut or foreign page
+    return payload
 
 
 class MoshiDoor(Conversation):
@@ -57,13 +103,10 @@ class MoshiDoor(Conversation):
         server_info: dict | None = None,
         ignored: Mapping[str, float] | None = None,
     ):
-        import sphn  # imported here: the module stays importable for tools that only need constants
-
         self.server_info = server_info
         self.ignored = dict(ignored or {})
         self.pcm16 = audio_format == "pcm16"
-        self._opus_in = None if self.pcm16 else sphn.OpusStreamReader(sample_rate)
-        self._opus_out = None if self.pcm16 else sphn.OpusStreamWriter(sample_rate)
+        self.audio = MoshiAudio(sample_rate, self.pcm16)
         super().__init__(ws, make_session, sample_rate, name, limits, metrics, idle_timeout_s)
 
     def greeting(self) -> bytes:
@@ -100,12 +143,10 @@ class MoshiDoor(Conversation):
             kind, payload = protocol.split(data)
         except ProtocolError as exc:
             raise ConversationEnded(f"protocol error: {exc}", EndCause.PROTOCOL) from None
-        if kind == Kind.AUDIO and not self.pcm16:
-            await self.push_audio(self._decode_opus(payload))
-        elif kind == Kind.PCM16 and self.pcm16:
+        if kind == self.audio.kind:
             try:
-                pcm = pcm16_from_bytes(payload)
-            except InputError as exc:
+                pcm = self.audio.decode(payload)
+            except (ProtocolError, InputError) as exc:
                 raise ConversationEnded(f"bad audio: {exc}", EndCause.BAD_AUDIO) from None
             await self.push_audio(pcm)
         elif kind == Kind.PING:
@@ -123,25 +164,11 @@ class MoshiDoor(Conversation):
                 f"protocol error: unexpected message kind 0x{kind:02x} ({fmt} session)", EndCause.PROTOCOL
             )
 
-    def _decode_opus(self, payload: bytes) -> np.ndarray:
-        assert self._opus_in is not None
-        try:
-            check_pages(payload)
-        except ProtocolError as exc:
-            raise ConversationEnded(f"bad audio: {exc}", EndCause.BAD_AUDIO) from None
-        try:
-            pcm = self._opus_in.append_bytes(payload)
-        except Exception as exc:  # sphn raises ValueError on a broken Ogg/Opus stream
-            raise ConversationEnded(
-                f"bad audio: not an Ogg/Opus stream ({exc})", EndCause.BAD_AUDIO
-            ) from None
-        return np.zeros(0, np.float32) if pcm is None else np.asarray(pcm, dtype=np.float32)
-
     # -- session -> client -----------------------------------------------------------------------------
 
     def on_output(self, out: SessionOutput) -> None:
         if out.kind is OutputKind.AUDIO and out.pcm is not None:
-            message = self._encode_audio(out.pcm)
+            message = self.audio.encode(out.pcm)
             if self.metrics is not None:
                 self.metrics.frames_out.inc()
             if message:
@@ -153,13 +180,6 @@ class MoshiDoor(Conversation):
             self.outbox.put_event(
                 protocol.metadata_message(out.event), key=kind if kind in NEWEST_WINS else None
             )
-
-    def _encode_audio(self, pcm: np.ndarray) -> bytes:
-        if self.pcm16:
-            return protocol.pack(Kind.PCM16, pcm16_bytes(pcm))
-        assert self._opus_out is not None
-        pages = self._opus_out.append_pcm(np.asarray(pcm, dtype=np.float32))
-        return protocol.pack(Kind.AUDIO, pages) if pages else b""
 
 
 def door_for(query: Mapping[str, str], sampling: Any, files: Any) -> tuple[Callable[..., Conversation], bool]:
