@@ -245,3 +245,12 @@ async def test_another_web_client_is_served_from_the_same_origin(frontend, tmp_p
         assert (await _get(url + "/../../etc/passwd"))[0] in (403, 404)
         async with ChatClient.connect(url, origin=url) as client:  # the page's own origin
             assert client.got.handshake_at is not None
+
+
+def test_a_static_dir_without_a_client_is_a_clear_error(frontend, tmp_path):
+    from kamevoice.config import load_settings
+    from kamevoice.errors import ConfigError
+    from kamevoice.server.app import KameServer
+
+    with pytest.raises(ConfigError, match=r"no index\.html"):
+        KameServer(frontend, load_settings(server={"port": 0, "oracle": False, "static_dir": str(tmp_path)}))

@@ -29,6 +29,7 @@ from aiohttp import WSCloseCode, web
 
 from kamevoice.backend.factory import Backend
 from kamevoice.config import Settings
+from kamevoice.errors import ConfigError
 from kamevoice.frontend.sampling import SamplingOptions
 from kamevoice.runtime.clock import LoopClock
 from kamevoice.runtime.engine import Engine, EngineOptions
@@ -167,6 +168,8 @@ class KameServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_static("/static/", Path(str(static)), follow_symlinks=False)
         if other is not None:  # last: the routes above win over the folder's files
+            if not (Path(other) / "index.html").is_file():
+                raise ConfigError(f"server.static_dir {other}: no index.html there (a built web client)")
             app.router.add_static("/", Path(other), follow_symlinks=False)
         return app
 
