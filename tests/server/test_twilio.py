@@ -43,6 +43,10 @@ async def test_a_call_is_heard_answered_and_logged_by_its_ids(frontend, question
         await call.say(_question_8k(question_24k))
         await call.dtmf("5")
         assert await call.wait_for(lambda c: len(c.got.marks_echoed) >= 50, 5)
+        for _ in range(200):  # the final transcript comes once the STT has heard the silence after
+            if any(e["kind"] == EventKind.STT_FINAL for e in _events(tmp_path)):
+                break
+            await call.say(np.zeros(800, np.float32))  # the line stays open: 100 ms of quiet
         await call.stop()
         metrics = (await _get(url + "/metrics"))[1]
     got = call.got
