@@ -18,8 +18,9 @@ done
 
 # System packages: flite/espeak-ng voices make the test speech; libsndfile reads audio files.
 APT_PACKAGES="libsndfile1 flite espeak-ng"
-# The browser test drives Debian's chromium (never a browser downloaded by a test tool).
-[ "$DEV" = 1 ] && APT_PACKAGES="$APT_PACKAGES chromium"
+# The browser test drives Debian's chromium (never a browser downloaded by a test tool); the test
+# of Kyutai's own Python client (moshi.client) needs PortAudio, which its sounddevice loads at import.
+[ "$DEV" = 1 ] && APT_PACKAGES="$APT_PACKAGES chromium libportaudio2"
 if command -v apt-get >/dev/null 2>&1; then
   missing=""
   for p in $APT_PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

@@ -8,7 +8,9 @@ multi-channel ones `[samples, channels]`.
 - `to_mono`: the mean of the channels;
 - `StreamResampler` (chunk by chunk, no clicks at chunk edges) and `resample` (whole signals);
 - `read_audio` (WAV/FLAC/OGG through soundfile), `write_wav` (16-bit, atomic), `write_stereo`;
-- `decode_wav_bytes` / `decode_pcm16` (audio that arrives as bytes, e.g. a hosted TTS's answer).
+- `decode_wav_bytes` / `decode_pcm16` (audio that arrives as bytes, e.g. a hosted TTS's answer);
+- `mulaw_encode` / `mulaw_decode`, `alaw_encode` / `alaw_decode`: G.711 telephone audio
+  (one byte a sample, 8 kHz by convention; the rate is the caller's business).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import struct
 import tempfile
 import wave
+from functools import cache
 from math import gcd
 from pathlib import Path
 
@@ -278,3 +281,82 @@ def _samples(raw: bytes, tag: int, channels: int, rate: int, bits: int) -> tuple
         raise ValueError("WAV file holds no audio samples")
     samples = np.frombuffer(raw[:usable], dtype=dtype).reshape(-1, channels).astype(np.float32)
     return to_mono(samples * scale), rate
+
+
+# --------------------------------------------------------------------------- G.711 (telephony)
+# ITU-T G.711 as in the reference implementation (Sun's g711.c, which audioop and SoX follow):
+# mu-law companding of 14-bit magnitudes (North America, Japan; Twilio's `audio/x-mulaw`) and
+# A-law of 13-bit magnitudes (the rest of the world's phone networks). One byte a sample, the
+# bits inverted on the wire as the standard requires. Both directions are table lookups: every
+# int16 value has its byte (65,536 entries) and every byte its int16 value (256).
+
+# mu-law: bias added to the magnitude before the segment search, and the largest 14-bit magnitude.
+_ULAW_BIAS = 0x84
+_ULAW_CLIP = 8159
+# Segment end points: the largest (biased, shifted) magnitude each of the 8 segments encodes.
+_ULAW_SEG_END = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
+_ALAW_SEG_END = np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF])
+# Every int16 value, in order: the encode tables are indexed by sample + 32768.
+_ALL_INT16 = np.arange(-32768, 32768, dtype=np.int64)
+
+
+@cache
+def _ulaw_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(int16 + 32768 -> byte, byte -> int16) for mu-law."""
+    pcm = _ALL_INT16 >> 2  # 14-bit
+    mask = np.where(pcm < 0, 0x7F, 0xFF)
+    mag = np.minimum(np.abs(pcm), _ULAW_CLIP) + (_ULAW_BIAS >> 2)
+    seg = np.searchsorted(_ULAW_SEG_END, mag)  # first segment whose end is >= the magnitude
+    code = np.where(seg >= 8, 0x7F, (seg << 4) | ((mag >> (seg + 1)) & 0x0F))
+    encode = (code ^ mask).astype(np.uint8)
+    u = ~np.arange(256, dtype=np.int64) & 0xFF
+    t = (((u & 0x0F) << 3) + _ULAW_BIAS) << ((u & 0x70) >> 4)
+    decode = np.where(u & 0x80, _ULAW_BIAS - t, t - _ULAW_BIAS).astype(np.int16)
+    return encode, decode
+
+
+@cache
+def _alaw_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(int16 + 32768 -> byte, byte -> int16) for A-law."""
+    pcm = _ALL_INT16 >> 3  # 13-bit
+    mask = np.where(pcm >= 0, 0xD5, 0x55)
+    mag = np.where(pcm >= 0, pcm, -pcm - 1)
+    seg = np.searchsorted(_ALAW_SEG_END, mag)
+    shift = np.where(seg < 2, 1, seg)
+    code = np.where(seg >= 8, 0x7F, (seg << 4) | ((mag >> shift) & 0x0F))
+    encode = (code ^ mask).astype(np.uint8)
+    a = np.arange(256, dtype=np.int64) ^ 0x55
+    seg_d = (a & 0x70) >> 4
+    t = ((a & 0x0F) << 4) + np.where(seg_d == 0, 8, 0x108)
+    t = np.where(seg_d > 1, t << np.maximum(seg_d - 1, 0), t)
+    decode = np.where(a & 0x80, t, -t).astype(np.int16)
+    return encode, decode
+
+
+def _g711_encode(audio: np.ndarray, table: np.ndarray) -> bytes:
+    samples = float_to_int16(np.asarray(audio, dtype=np.float32).reshape(-1))
+    return table[samples.astype(np.int64) + 32768].tobytes()
+
+
+def _g711_decode(data: bytes, table: np.ndarray) -> np.ndarray:
+    return int16_to_float(table[np.frombuffer(data, dtype=np.uint8)])
+
+
+def mulaw_encode(audio: np.ndarray) -> bytes:
+    """Float samples in [-1, 1] (mono, any rate) to G.711 mu-law bytes, one a sample."""
+    return _g711_encode(audio, _ulaw_tables()[0])
+
+
+def mulaw_decode(data: bytes) -> np.ndarray:
+    """G.711 mu-law bytes to float32 samples (full scale is +-0.980, mu-law's largest step)."""
+    return _g711_decode(data, _ulaw_tables()[1])
+
+
+def alaw_encode(audio: np.ndarray) -> bytes:
+    """Float samples in [-1, 1] (mono, any rate) to G.711 A-law bytes, one a sample."""
+    return _g711_encode(audio, _alaw_tables()[0])
+
+
+def alaw_decode(data: bytes) -> np.ndarray:
+    """G.711 A-law bytes to float32 samples (full scale is +-0.984, A-law's largest step)."""
+    return _g711_decode(data, _alaw_tables()[1])

@@ -34,6 +34,7 @@ FLAG_SETTINGS: dict[str, str] = {
     "token": "server.token",
     "allowed_origin": "server.allowed_origins",
     "log_dir": "server.log_dir",
+    "static": "server.static_dir",
     "lockstep": "server.lockstep",
     "kb": "llm.knowledge.path",
 }

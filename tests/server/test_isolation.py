@@ -129,7 +129,8 @@ async def _fault_vanish(url: str, frames) -> dict:
     )
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
-    assert await reader.readexactly(3) == b"\x82\x01\x00"  # the 0x00 handshake message
+    handshake = b"\x00" + bytes(8)  # the 0x00 kind and its two u32 versions
+    assert await reader.readexactly(2 + len(handshake)) == bytes((0x82, len(handshake))) + handshake
     opus = sphn.OpusStreamWriter(24_000)
     for frame in frames[:GOOD_FRAMES_BEFORE_FAULT]:
         writer.write(_masked_frame(b"\x01" + opus.append_pcm(frame)))

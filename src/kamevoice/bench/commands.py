@@ -77,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from kamevoice.bench.adversary.commands import register_adversarial
 
     register_adversarial(group)
+    from kamevoice.bench.doors import register_doors
+
+    register_doors(group)
 
 
 def run_tiny(args: argparse.Namespace) -> int:

@@ -27,7 +27,8 @@ class EventLog:
         self.clock = clock or WallClock()
         self.events: list[Event] = []
         self._keep = keep
-        self._file: IO[str] | None = _open_private(Path(path)) if path else None
+        self.path: Path | None = Path(path) if path else None
+        self._file: IO[str] | None = _open_private(self.path) if self.path else None
         self._subscribers: list[Callable[[Event], None]] = []
 
     def subscribe(self, callback: Callable[[Event], None]) -> None:
@@ -59,6 +60,15 @@ class EventLog:
     def of_kind(self, kind: EventKind) -> list[Event]:
         """The kept events of one kind, in order."""
         return [e for e in self.events if e["kind"] == kind]
+
+    def rename(self, name: str) -> None:
+        """Give the log's file a new name in its folder (a front door learns a call's ids only
+        after the log opened); the open file keeps being written. Nothing without a file."""
+        if self.path is None or "/" in name or name in ("", ".", ".."):
+            return
+        target = self.path.with_name(name)
+        os.replace(self.path, target)
+        self.path = target
 
     def close(self) -> None:
         if self._file is not None:

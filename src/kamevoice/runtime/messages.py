@@ -49,6 +49,10 @@ class EventKind(StrEnum):
     # what the front-end says
     FRONTEND_TEXT = "frontend.text"
     REPLY_ONSET = "frontend.reply_onset"
+    # what a front door learns of its call (a phone call through Twilio)
+    CALL_START = "call.start"
+    CALL_DTMF = "call.dtmf"
+    CALL_BARGE_IN = "call.barge_in"
     # the cascade baseline of the evaluation (STT -> LLM -> TTS after the turn)
     CASCADE_REQUEST = "cascade.request"
     CASCADE_FIRST_AUDIO = "cascade.first_audio"
@@ -63,6 +67,7 @@ class Emitter(StrEnum):
     STT = "stt"  # kamevoice.backend.stt (any provider)
     SCHEDULER = "scheduler"  # kamevoice.backend.scheduler
     EVAL = "eval"  # kamevoice.eval (baselines only)
+    DOOR = "door"  # kamevoice.server.doors (what a wire protocol tells of its call)
 
 
 @dataclass(frozen=True)
@@ -242,6 +247,23 @@ VOCABULARY: dict[EventKind, EventSpec] = {
             "frame frame_t",
             False,
             "the first piece after a silence of `GAP_S` (a new stretch of speech)",
+        ),
+        _spec(
+            _K.CALL_START,
+            _E.DOOR,
+            "door call stream account tracks params",
+            False,
+            "a phone call's media stream began: its call and stream ids, tracks and custom parameters "
+            "(a `token` parameter left out)",
+        ),
+        _spec(_K.CALL_DTMF, _E.DOOR, "digit", False, "the caller pressed a key"),
+        _spec(
+            _K.CALL_BARGE_IN,
+            _E.DOOR,
+            "dropped_frames unplayed_frames",
+            False,
+            "the caller spoke over the model: its queued speech was dropped (`dropped_frames`, 80 ms "
+            "each) and the call's playback buffer cleared (`unplayed_frames` sent but not yet heard)",
         ),
         _spec(_K.CASCADE_REQUEST, _E.EVAL, "turn text", False, "the cascade baseline asked its LLM"),
         _spec(

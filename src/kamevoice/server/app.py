@@ -5,17 +5,19 @@
     ...
     await server.stop()
 
-Routes: `GET /api/chat` (WebSocket, see `protocol`), `GET /health` (JSON),
-`GET /metrics` (Prometheus text), `GET /` and `/static/*` (the browser page).
-Admission happens before the upgrade, in this order: origin (403), token
-(401), capacity (503 with a JSON body `{"error": "busy", ...}`).
+Routes: `GET /api/chat` (WebSocket, Moshi's protocol, see `protocol`), `GET /twilio`
+(WebSocket, Twilio Media Streams, see `doors.twilio`), `GET /health` (JSON),
+`GET /metrics` (Prometheus text), `GET /` and `/static/*` (the browser page; with
+`server.static_dir`, `/` and every other path serve that folder instead, e.g. Kyutai's
+web client). Admission happens before the upgrade, in this order: a bad query (400),
+origin (403), token (401, Twilio's in its `start` message), capacity (503 with a JSON
+body `{"error": "busy", ...}`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from aiohttp import WSCloseCode, web
 
 from kamevoice.backend.factory import Backend
 from kamevoice.config import Settings
+from kamevoice.errors import ConfigError
 from kamevoice.frontend.sampling import SamplingOptions
 from kamevoice.runtime.clock import LoopClock
 from kamevoice.runtime.engine import Engine, EngineOptions
@@ -35,20 +38,16 @@ from kamevoice.runtime.messages import CLIENT_KINDS, EndCause
 from kamevoice.runtime.metrics import CONTENT_TYPE, Metrics
 from kamevoice.runtime.session import Session
 from kamevoice.server.access import bearer_ok, host_ok, origin_ok, token_ok
-from kamevoice.server.conversation import Conversation, connection_name
-from kamevoice.server.doors.moshi import MoshiDoor
+from kamevoice.server.conversation import BadRequest, Conversation, connection_name
+from kamevoice.server.doors import moshi, twilio
 from kamevoice.server.guard import GuardedSite, GuardStats
 from kamevoice.server.observe import ServerMetrics
-from kamevoice.server.protocol import AUDIO_FORMATS
 from kamevoice.startup import backend_for
 
 log = logging.getLogger(__name__)
 
 # Conversation logs and their folder are private to the server's user.
 LOG_DIR_MODE = 0o700
-# `?events=0` (or off/none/false): no 0x04 metadata, for clients that warn on every unknown kind
-# (Moshi's command-line client logs one line per message it does not know).
-EVENTS_OFF = frozenset({"0", "off", "none", "false", "no"})
 # How often engine counters are carried into the metrics and the engine's health is checked (seconds).
 POLL_S = 0.5
 
@@ -160,12 +159,18 @@ class KameServer:
             client_max_size=self.server_settings.max_message_bytes, middlewares=[self._check_host]
         )
         static = resources.files("kamevoice.server") / "static"
-        app.router.add_get("/", self._index)
+        other = self.server_settings.static_dir
+        app.router.add_get("/", self._index if other is None else self._other_index)
         app.router.add_get("/api/chat", self._chat)
+        app.router.add_get("/twilio", self._twilio)
         app.router.add_get("/health", self._health)
         app.router.add_get("/api/event-kinds", self._event_kinds)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_static("/static/", Path(str(static)), follow_symlinks=False)
+        if other is not None:  # last: the routes above win over the folder's files
+            if not (Path(other) / "index.html").is_file():
+                raise ConfigError(f"server.static_dir {other}: no index.html there (a built web client)")
+            app.router.add_static("/", Path(other), follow_symlinks=False)
         return app
 
     @web.middleware
@@ -179,6 +184,11 @@ class KameServer:
     async def _index(self, request: web.Request) -> web.StreamResponse:
         page = resources.files("kamevoice.server") / "static" / "index.html"
         return web.Response(text=page.read_text(encoding="utf-8"), content_type="text/html")
+
+    async def _other_index(self, request: web.Request) -> web.StreamResponse:
+        """`/` with `server.static_dir`: that folder's index.html (another web client)."""
+        assert self.server_settings.static_dir is not None
+        return web.FileResponse(Path(self.server_settings.static_dir) / "index.html")
 
     async def _event_kinds(self, request: web.Request) -> web.Response:
         """The kinds of the JSON events a client may receive (name -> wire value), for the page."""
@@ -228,17 +238,18 @@ class KameServer:
         log.info("connection refused (%s): %s", why, message)
         return web.json_response({"error": why, "message": message}, status=status)
 
-    def admit(self, request: web.Request) -> web.Response | None:
+    def admit(self, request: web.Request, token: bool = True) -> web.Response | None:
         """Whether a new conversation may start: None, or the refusal to send (any door).
 
-        In this order: the browser Origin (403), the token (401), a failed engine (503), a free
-        slot (503 `busy`). Call it before the upgrade, then `converse` at once: a slot is
-        reserved from `converse`'s first line, before any await, so two cannot take the last one.
+        In this order: the browser Origin (403), the token (401; `token=False`: the door checks
+        it itself, as Twilio's does in its `start` message), a failed engine (503), a free slot
+        (503 `busy`). Call it before the upgrade, then `converse` at once: a slot is reserved
+        from `converse`'s first line, before any await, so two cannot take the last one.
         """
         s = self.server_settings
         if not origin_ok(request, s.allowed_origins):
             return self._reject(403, "origin", f"origin {request.headers.get('Origin')!r} is not allowed")
-        if not token_ok(request, s.token.get_secret_value() if s.token else None):
+        if token and not token_ok(request, s.token.get_secret_value() if s.token else None):
             return self._reject(401, "auth", "a valid bearer token is required")
         if self.engine.error is not None:
             return self._reject(503, "engine", "the engine has failed; see the server's log")
@@ -264,16 +275,30 @@ class KameServer:
             self._reserved -= 1
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        audio_format = request.query.get("audio", "opus")
-        if audio_format not in AUDIO_FORMATS:
-            return self._reject(400, "format", f"audio={audio_format!r}; expected one of {AUDIO_FORMATS}")
-        refused = self.admit(request)
+        sampling, files = self.engine.options.sampling, self.frontend.files
+        return await self._open(request, lambda: moshi.door_for(request.query, sampling, files))
+
+    async def _twilio(self, request: web.Request) -> web.StreamResponse:
+        token = self.server_settings.token
+        secret = token.get_secret_value() if token else None
+        return await self._open(request, lambda: twilio.door_for(request.query, secret), token=False)
+
+    async def _open(
+        self,
+        request: web.Request,
+        door_for: Callable[[], tuple[Callable[..., Conversation], bool]],
+        token: bool = True,
+    ) -> web.StreamResponse:
+        """A door's route: its query read (`door_for`: the door and whether it forwards events;
+        400 on `BadRequest`), then `admit` and `converse`."""
+        try:
+            door, send_events = door_for()
+        except BadRequest as exc:
+            return self._reject(400, exc.why, str(exc))
+        refused = self.admit(request, token=token)
         if refused is not None:
             return refused
-        send_events = request.query.get("events", "1") not in EVENTS_OFF
-        return await self.converse(
-            request, functools.partial(MoshiDoor, audio_format=audio_format), send_events
-        )
+        return await self.converse(request, door, send_events)
 
     async def _converse(
         self,

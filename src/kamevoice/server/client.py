@@ -17,6 +17,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 import aiohttp
 import numpy as np
@@ -45,6 +46,7 @@ class Received:
     audio_times: list[float] = field(default_factory=list)  # arrival time of each decoded chunk
     text: list[str] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
+    server_info: dict | None = None  # the 0x04 message without a `kind`, right after the handshake
     pongs: list[bytes] = field(default_factory=list)
     error: str | None = None
     closed: bool = False
@@ -80,19 +82,25 @@ class ChatClient:
         origin: str | None = None,
         pcm16: bool = False,
         events: bool = True,
+        info: bool = False,
+        params: dict[str, str] | None = None,
         handshake_timeout: float = 30.0,
     ):
         """Open `/api/chat`, wait for the handshake; raises `Rejected` on an HTTP refusal.
 
-        `pcm16`: raw 16-bit audio instead of Ogg/Opus; `events=False`: no 0x04 metadata.
+        `pcm16`: raw 16-bit audio instead of Ogg/Opus; `events`: ask for JSON events (0x04
+        metadata; the server sends none unless asked); `info`: ask for the server's information
+        (`got.server_info`); `params`: more query parameters (Kyutai's session parameters).
         """
         headers = {}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if origin:
             headers["Origin"] = origin
-        query = "&".join(q for q, on in (("audio=pcm16", pcm16), ("events=0", not events)) if on)
-        url = base_url.rstrip("/") + "/api/chat" + (f"?{query}" if query else "")
+        query = {"events": "1" if events else "0", **({"audio": "pcm16"} if pcm16 else {})}
+        query.update({"info": "1"} if info else {})
+        query.update(params or {})
+        url = base_url.rstrip("/") + "/api/chat?" + urlencode(query)
         async with aiohttp.ClientSession() as http:
             try:
                 ws = await http.ws_connect(url, headers=headers, max_msg_size=0, autoping=True)
@@ -198,7 +206,11 @@ class ChatClient:
                 elif kind == Kind.TEXT:
                     self.got.text.append(payload.decode("utf-8"))
                 elif kind == Kind.METADATA:
-                    self.got.events.append(json.loads(payload))
+                    data = json.loads(payload)
+                    if isinstance(data, dict) and "kind" not in data:
+                        self.got.server_info = data
+                    else:
+                        self.got.events.append(data)
                 elif kind == Kind.ERROR:
                     self.got.error = payload.decode("utf-8", errors="replace")
                 elif kind == Kind.PING:

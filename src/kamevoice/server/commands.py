@@ -14,9 +14,11 @@ log = logging.getLogger(__name__)
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser(
         "serve",
-        help="serve conversations over WebSocket (Moshi's protocol at /api/chat) with a browser page at /",
-        description="Serve KAME conversations: Moshi's binary WebSocket protocol at /api/chat plus JSON "
-        "events, a browser page at /, /health and /metrics. Binds 127.0.0.1 unless told otherwise.",
+        help="serve conversations over WebSocket (Moshi's protocol at /api/chat, Twilio at /twilio) "
+        "with a browser page at /",
+        description="Serve KAME conversations: Moshi's binary WebSocket protocol at /api/chat (JSON "
+        "events with ?events=1), Twilio Media Streams at /twilio, a browser page at /, /health and "
+        "/metrics. Binds 127.0.0.1 unless told otherwise.",
     )
     serve.add_argument("--checkpoint", help="front-end checkpoint: local directory or hub repo id")
     serve.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
@@ -28,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--allowed-origin", action="append", help="browser Origin allowed (repeat; '*' for any)"
     )
     serve.add_argument("--log-dir", default=None, help="write per-session event logs (JSONL) here")
+    serve.add_argument(
+        "--static", metavar="DIR", default=None,
+        help="serve another web client from DIR at / (e.g. Kyutai's built client), same origin as /api/chat",
+    )  # fmt: skip
     serve.add_argument("--no-oracle", action="store_true", help="front-end alone: no STT, no LLM")
     serve.add_argument(
         "--lockstep", action="store_true", help="testing: step when every session has audio (deterministic)"
@@ -42,7 +48,7 @@ async def serve_forever(stack, ready=None) -> None:
 
     server = KameServer(stack.frontend, stack.settings, sampling=stack.sampling, backend=stack.backend)
     host, port = await server.start()
-    print(f"kamevoice: serving on http://{host}:{port}/ (WebSocket /api/chat)", flush=True)
+    print(f"kamevoice: serving on http://{host}:{port}/ (WebSockets /api/chat, /twilio)", flush=True)
     if ready is not None:
         ready(host, port)
     stop = asyncio.Event()

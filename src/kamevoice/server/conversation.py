@@ -3,7 +3,8 @@
 A front door (Moshi's binary protocol, OpenAI Realtime, Twilio Media Streams)
 subclasses `Conversation` and supplies only its protocol: `greeting()`, the message
 loop `read()` that decodes client messages into `push_audio()` calls, `on_output()`
-that encodes what the session produces into outbox messages, and `farewell()`.
+that encodes what the session produces into outbox messages, `farewell()`, and
+`close_code()` for protocols that say why in the WebSocket close frame.
 Everything else is here, once, for every door:
 
 - the `Session` (engine slot, STT stream, LLM provider, scheduler, event log);
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from kamevoice.errors import KameVoiceError
 from kamevoice.runtime.clock import FRAME_SAMPLES, FRAME_SECONDS
@@ -53,6 +54,8 @@ JOIN_POLL_S = 0.005
 WATCH_S = 0.25
 # How long the farewell may take to reach the client before the socket is closed (seconds).
 FAREWELL_S = 2.0
+# The longest reason a WebSocket close frame carries (RFC 6455: 125 bytes of payload, 2 of them the code).
+MAX_CLOSE_REASON_BYTES = 123
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,14 @@ class Ending:
     reason: str
     cause: EndCause
     tell_client: bool = True
+
+
+class BadRequest(ValueError):
+    """A door refuses a request before the upgrade (a bad query): HTTP 400 with `why` and the text."""
+
+    def __init__(self, why: str, message: str):
+        super().__init__(message)
+        self.why = why
 
 
 class ConversationEnded(Exception):
@@ -121,6 +132,11 @@ class Conversation(ABC):
         """The last message when the client is told why it ended (None: just close)."""
         return None
 
+    def close_code(self, ending: Ending) -> int:
+        """The WebSocket close code (the close frame's reason is `ending.reason` when the client is
+        told); normal closure unless a door's protocol says why in the close frame."""
+        return WSCloseCode.OK
+
     # -- what a door calls ---------------------------------------------------------------------------
 
     async def accept(self, size: int) -> None:
@@ -163,6 +179,25 @@ class Conversation(ABC):
             await self.session.push_audio(data[:whole])
         except KameVoiceError as exc:
             raise ConversationEnded(f"bad audio: {exc}", EndCause.BAD_AUDIO) from None
+
+    def socket_error(self) -> Ending:
+        """How the conversation ended when the socket reported an error (call on `WSMsgType.ERROR`)."""
+        exc = self.ws.exception()
+        if getattr(exc, "code", None) == WSCloseCode.MESSAGE_TOO_BIG:  # aiohttp closed with 1009
+            return Ending(f"message too big: {exc}", EndCause.TOO_BIG, False)
+        return Ending(f"connection error: {type(exc).__name__}", EndCause.CONNECTION_LOST, False)
+
+    def socket_closed(self) -> Ending:
+        """How the conversation ended when the client's close frame (or its absence) ended the loop."""
+        code = self.ws.close_code
+        if code is not None and code not in (WSCloseCode.OK, WSCloseCode.GOING_AWAY):
+            # 1009: message too big (aiohttp closes on its own);
+            # 1006: the peer vanished or missed the heartbeat.
+            if code == WSCloseCode.MESSAGE_TOO_BIG:
+                return Ending(f"message too big (close code {code})", EndCause.TOO_BIG, False)
+            why = "connection lost" if code == WSCloseCode.ABNORMAL_CLOSURE else "closed abnormally"
+            return Ending(f"{why} (close code {code})", EndCause.CONNECTION_LOST, False)
+        return Ending("client closed", EndCause.CLIENT_CLOSED, False)
 
     def end(self, reason: str, cause: EndCause, tell_client: bool = True) -> None:
         """End the conversation from outside the reader (engine failure, shutdown, slow client)."""
@@ -219,8 +254,10 @@ class Conversation(ABC):
         with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
             await asyncio.wait_for(sender, timeout=FAREWELL_S)
         sender.cancel()
+        told = ending.tell_client and not self.ws.closed
+        reason = _clip_utf8(ending.reason, MAX_CLOSE_REASON_BYTES) if told else b""
         with contextlib.suppress(Exception):
-            await self.ws.close()
+            await self.ws.close(code=self.close_code(ending) if told else WSCloseCode.OK, message=reason)
 
     async def _wait_joined(self, engine_error: Callable[[], BaseException | None]) -> None:
         loop = asyncio.get_running_loop()
@@ -278,6 +315,11 @@ class Conversation(ABC):
             except (ConnectionError, RuntimeError) as exc:
                 self.end(f"send failed: {type(exc).__name__}", EndCause.CONNECTION_LOST, tell_client=False)
                 return
+
+
+def _clip_utf8(text: str, limit: int) -> bytes:
+    """`text` as UTF-8 in at most `limit` bytes, never cutting a character in two."""
+    return text.encode("utf-8")[:limit].decode("utf-8", errors="ignore").encode("utf-8")
 
 
 def connection_name(counter: int, peer: object) -> str:

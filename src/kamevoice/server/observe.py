@@ -6,7 +6,8 @@ Names carry the `kamevoice_` namespace:
 `engine_overruns_total`, `engine_underruns_total`, `engine_step_seconds`
 (histogram), `audio_frames_in_total` / `audio_frames_out_total` (80 ms frames from and to clients),
 `text_pieces_total`, `oracle_pieces_total`, `stt_lag_seconds{final}`,
-`stt_errors_total`, plus the LLM metrics of `kamevoice.backend.observe`.
+`stt_errors_total`, `barge_ins_total` (a caller spoke over the model's queued speech), plus the
+LLM metrics of `kamevoice.backend.observe`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class ServerMetrics:
         self.oracle = metrics.counter("oracle_pieces", "oracle ids that entered the front-end")
         self.stt_lag = metrics.histogram("stt_lag_seconds", "STT hypothesis lag behind the audio", ["final"])
         self.stt_errors = metrics.counter("stt_errors", "STT streams that failed")
+        self.barge_ins = metrics.counter("barge_ins", "callers who spoke over the model's queued speech")
         self.llm = LLMMetrics(metrics)
         self._seen = {"steps": 0, "overruns": 0, "underruns": 0, "catch_up_steps": 0}
 
@@ -70,6 +72,8 @@ class ServerMetrics:
             self.stt_lag.labels(str(kind == EventKind.STT_FINAL).lower()).observe(event.get("lag_s", 0.0))
         elif kind in (EventKind.STT_ERROR, EventKind.STT_UNAVAILABLE):
             self.stt_errors.inc()
+        elif kind == EventKind.CALL_BARGE_IN:
+            self.barge_ins.inc()
         elif kind == EventKind.SESSION_END:
             self.ended.labels(str(event.get("cause") or EndCause.INTERNAL)).inc()
 

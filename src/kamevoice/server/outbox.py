@@ -7,7 +7,9 @@ client that reads slowly loses the oldest of those first (counted), and an event
 of the same kind still waiting is replaced by the newer one when only the newest
 matters (the oracle's text as it grows). A client whose oldest conversation message
 has waited `max_delay_s` has stopped reading: the outbox reports it, and the
-connection ends that conversation only.
+connection ends that conversation only. A door may also take back conversation
+messages it tagged while they still wait (`discard`): a phone call drops the model's
+queued speech when the caller talks over it.
 
 Single-threaded (the event loop); `get()` is awaited by the connection's sender task.
 """
@@ -26,6 +28,7 @@ class _Item:
     essential: bool
     at: float
     key: str | None = None  # events with a key: a newer one replaces an older one still queued
+    tag: str | None = None  # conversation messages a door may take back while queued (`discard`)
 
 
 class Outbox:
@@ -40,9 +43,16 @@ class Outbox:
         self._events = 0
         self._ready = asyncio.Event()
 
-    def put(self, payload: bytes | str) -> None:
-        """A conversation message (never dropped)."""
-        self._append(_Item(payload, True, self._clock()))
+    def put(self, payload: bytes | str, tag: str | None = None) -> None:
+        """A conversation message (never dropped; with `tag`, `discard(tag)` may take it back)."""
+        self._append(_Item(payload, True, self._clock(), tag=tag))
+
+    def discard(self, tag: str) -> list[bytes | str]:
+        """Take back the queued messages tagged `tag` (not yet sent); returns them in order."""
+        taken = [item.payload for item in self._items if item.tag == tag and item.payload is not None]
+        if taken:
+            self._items = deque(item for item in self._items if item.tag != tag or item.payload is None)
+        return taken
 
     def put_event(self, payload: bytes | str, key: str | None = None) -> None:
         """A droppable event; with `key`, it replaces a queued event of the same key."""

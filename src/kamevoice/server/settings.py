@@ -41,6 +41,12 @@ class ServerSettings(Section):
     )
     limits: LimitSettings = Field(default_factory=LimitSettings, description="what one client may cost")
     log_dir: Path | None = Field(None, description="directory for per-session event logs (JSONL)")
+    static_dir: Path | None = Field(
+        None,
+        description="serve this folder at / instead of our page (another web client, e.g. Kyutai's built "
+        "client: its index.html and assets), from the same origin as /api/chat; our page stays at "
+        "/static/index.html",
+    )
     oracle: bool = Field(True, description="run the back-end (STT + LLM oracle); false: front-end alone")
     stt_process: bool = Field(
         True,

@@ -5,5 +5,11 @@ what the session produces into its protocol's messages; everything else (the ses
 limits, intake, outbox, ending) is `kamevoice.server.conversation`'s, and admission and
 the session's making are the server's (`KameServer.admit`, `KameServer.converse`).
 
-- `moshi`: Kyutai's binary protocol at `/api/chat`.
+- `moshi`: Kyutai's binary protocol at `/api/chat` (docs/doors/moshi.md);
+- `twilio`: Twilio Media Streams at `/twilio`, phone calls (docs/doors/twilio.md), with
+  `twilio_wire` (its messages and the call's audio) and `barge_in` (a caller talking over
+  the model's queued speech).
+
+Each door module offers `door_for(query, ...)`: the door for a request, and whether it
+forwards JSON events; a bad query raises `conversation.BadRequest` (HTTP 400).
 """

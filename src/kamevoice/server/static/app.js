@@ -40,7 +40,8 @@ function showCounts() {
 
 function chatUrl() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const params = new URLSearchParams({ audio: "pcm16" });
+  // JSON events (0x04) are opt-in: Kyutai's own clients do not know them.
+  const params = new URLSearchParams({ audio: "pcm16", events: "1" });
   const token = new URLSearchParams(location.search).get("token");
   if (token) params.set("token", token);
   return `${scheme}://${location.host}/api/chat?${params}`;
