@@ -5,6 +5,8 @@ One convention everywhere: float32 samples in [-1, 1]; int16 full scale is 32768
 multi-channel ones `[samples, channels]`.
 
 - `float_to_int16` / `int16_to_float`, `pcm16_bytes` / `pcm16_from_bytes`: sample formats;
+- `ulaw_bytes` / `ulaw_from_bytes`, `alaw_bytes` / `alaw_from_bytes`: G.711 mu-law and A-law
+  (telephony's 8-bit companded samples, ITU-T G.711 as in Sun's reference `g711.c`);
 - `to_mono`: the mean of the channels;
 - `StreamResampler` (chunk by chunk, no clicks at chunk edges) and `resample` (whole signals);
 - `read_audio` (WAV/FLAC/OGG through soundfile), `write_wav` (16-bit, atomic), `write_stereo`;
@@ -52,6 +54,83 @@ def pcm16_from_bytes(data: bytes) -> np.ndarray:
     if len(data) % 2:
         raise InputError(f"16-bit PCM: {len(data)} bytes is not a whole number of samples")
     return int16_to_float(np.frombuffer(data, dtype="<i2"))
+
+
+# --------------------------------------------------------------------------- G.711
+# Each 8-bit code stands for one 16-bit sample. Both directions are table look-ups built once from
+# the reference algorithm: 256 entries to decode, 65536 (one per int16 value) to encode, so a
+# whole message converts in one numpy indexing operation.
+
+# mu-law: 14-bit magnitudes, biased by 33 (0x84 >> 2) before the segment search and clipped to
+# 8159 (the largest value the 8 segments hold once biased); the decoder works at 16 bits (0x84).
+ULAW_BIAS = 0x84
+ULAW_CLIP = 8159
+ULAW_SEGMENT_ENDS = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
+# A-law: 13-bit magnitudes; the even bits of every code are inverted on the wire (0x55).
+ALAW_SEGMENT_ENDS = np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF])
+ALAW_TOGGLE = 0x55
+
+
+def _ulaw_encode_table() -> np.ndarray:
+    pcm = np.arange(-32768, 32768, dtype=np.int64) >> 2
+    mask = np.where(pcm < 0, 0x7F, 0xFF)
+    magnitude = np.minimum(np.abs(pcm), ULAW_CLIP) + (ULAW_BIAS >> 2)
+    segment = np.searchsorted(ULAW_SEGMENT_ENDS, magnitude)  # first end >= magnitude
+    code = np.where(segment >= 8, 0x7F, segment << 4 | (magnitude >> (segment + 1)) & 0x0F)
+    return (code ^ mask).astype(np.uint8)
+
+
+def _ulaw_decode_table() -> np.ndarray:
+    code = ~np.arange(256, dtype=np.int64) & 0xFF
+    exponent, mantissa = (code >> 4) & 0x07, code & 0x0F
+    magnitude = ((mantissa << 3) + ULAW_BIAS << exponent) - ULAW_BIAS
+    return np.where(code & 0x80, -magnitude, magnitude).astype(np.int16)
+
+
+def _alaw_encode_table() -> np.ndarray:
+    pcm = np.arange(-32768, 32768, dtype=np.int64) >> 3
+    mask = np.where(pcm >= 0, 0xD5, 0x55)
+    magnitude = np.where(pcm >= 0, pcm, -pcm - 1)
+    segment = np.searchsorted(ALAW_SEGMENT_ENDS, magnitude)  # first end >= magnitude
+    quant = np.where(segment < 2, magnitude >> 1, magnitude >> np.maximum(segment, 1)) & 0x0F
+    code = np.where(segment >= 8, 0x7F, segment << 4 | quant)
+    return (code ^ mask).astype(np.uint8)
+
+
+def _alaw_decode_table() -> np.ndarray:
+    code = np.arange(256, dtype=np.int64) ^ ALAW_TOGGLE
+    segment = (code & 0x70) >> 4
+    base = (code & 0x0F) << 4
+    magnitude = np.where(
+        segment == 0,
+        base + 8,
+        np.where(segment == 1, base + 0x108, (base + 0x108) << np.maximum(segment - 1, 0)),
+    )
+    return np.where(code & 0x80, magnitude, -magnitude).astype(np.int16)
+
+
+_ULAW_ENCODE, _ULAW_DECODE = _ulaw_encode_table(), _ulaw_decode_table()
+_ALAW_ENCODE, _ALAW_DECODE = _alaw_encode_table(), _alaw_decode_table()
+
+
+def ulaw_bytes(audio: np.ndarray) -> bytes:
+    """Float samples to G.711 mu-law bytes (one a sample)."""
+    return _ULAW_ENCODE[float_to_int16(audio).astype(np.int32) + 32768].tobytes()
+
+
+def ulaw_from_bytes(data: bytes) -> np.ndarray:
+    """G.711 mu-law bytes to float32 samples."""
+    return int16_to_float(_ULAW_DECODE[np.frombuffer(data, dtype=np.uint8)])
+
+
+def alaw_bytes(audio: np.ndarray) -> bytes:
+    """Float samples to G.711 A-law bytes (one a sample)."""
+    return _ALAW_ENCODE[float_to_int16(audio).astype(np.int32) + 32768].tobytes()
+
+
+def alaw_from_bytes(data: bytes) -> np.ndarray:
+    """G.711 A-law bytes to float32 samples."""
+    return int16_to_float(_ALAW_DECODE[np.frombuffer(data, dtype=np.uint8)])
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:

@@ -338,3 +338,20 @@ async def test_a_failing_sink_degrades_the_request_not_the_scheduler():
     sched.on_transcript("second question", True)
     await sched.wait_idle()
     assert sink.final(2) == ("We open at nine.", False)
+
+
+async def test_a_conversation_can_set_its_own_system_prompt(sink):
+    """A client's instructions (the Realtime door's `session.update`) replace the configured
+    system prompt for this conversation only, from its next request on; None restores it."""
+    llm = ScriptedLLM()
+    sched, _ = make(llm, sink, **NO_WAIT)
+    other, _ = make(ScriptedLLM(), RecordingSink(), **NO_WAIT)
+    sched.set_system_prompt("Answer like a pirate.")
+    sched.on_transcript("hi there", True)
+    await sched.wait_idle()
+    assert llm.calls[-1][2] == "Answer like a pirate."
+    assert other.system_prompt == SchedulerSettings().system_prompt
+    sched.set_system_prompt(None)
+    sched.on_transcript("and again", True)
+    await sched.wait_idle()
+    assert llm.calls[-1][2] == SchedulerSettings().system_prompt
