@@ -5,7 +5,8 @@
     ...
     await server.stop()
 
-Routes: `GET /api/chat` (WebSocket, see `protocol`), `GET /health` (JSON),
+Routes: `GET /api/chat` (WebSocket, see `protocol`), `GET /v1/realtime` (WebSocket, OpenAI's
+Realtime API: `kamevoice.server.doors.realtime`), `GET /health` (JSON),
 `GET /metrics` (Prometheus text), `GET /` and `/static/*` (the browser page).
 Admission happens before the upgrade, in this order: origin (403), token
 (401), capacity (503 with a JSON body `{"error": "busy", ...}`).
@@ -37,6 +38,8 @@ from kamevoice.runtime.session import Session
 from kamevoice.server.access import bearer_ok, host_ok, origin_ok, token_ok
 from kamevoice.server.conversation import Conversation, connection_name
 from kamevoice.server.doors.moshi import MoshiDoor
+from kamevoice.server.doors.realtime import REALTIME_PROTOCOLS
+from kamevoice.server.doors.realtime import door_for as realtime_door
 from kamevoice.server.guard import GuardedSite, GuardStats
 from kamevoice.server.observe import ServerMetrics
 from kamevoice.server.protocol import AUDIO_FORMATS
@@ -162,6 +165,7 @@ class KameServer:
         static = resources.files("kamevoice.server") / "static"
         app.router.add_get("/", self._index)
         app.router.add_get("/api/chat", self._chat)
+        app.router.add_get("/v1/realtime", self._realtime)
         app.router.add_get("/health", self._health)
         app.router.add_get("/api/event-kinds", self._event_kinds)
         app.router.add_get("/metrics", self._metrics)
@@ -274,6 +278,14 @@ class KameServer:
         return await self.converse(
             request, functools.partial(MoshiDoor, audio_format=audio_format), send_events
         )
+
+    async def _realtime(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's Realtime API; its own events replace ours (`forward_events` off)."""
+        refused = self.admit(request)
+        if refused is not None:
+            return refused
+        door = realtime_door(request, self.server_settings.max_message_bytes)
+        return await self.converse(request, door, False, REALTIME_PROTOCOLS)
 
     async def _converse(
         self,

@@ -5,7 +5,9 @@ pongs, the handshake and the closing error), which is never dropped, and JSON
 events (transcripts, the oracle, latency), which are there to be looked at: a
 client that reads slowly loses the oldest of those first (counted), and an event
 of the same kind still waiting is replaced by the newer one when only the newest
-matters (the oracle's text as it grows). A client whose oldest conversation message
+matters (the oracle's text as it grows). Conversation messages may carry a tag, and a door
+can take back the ones still queued under a tag (the audio of a reply the client cancelled:
+it must stop at once, not after the queue has drained). A client whose oldest conversation message
 has waited `max_delay_s` has stopped reading: the outbox reports it, and the
 connection ends that conversation only.
 
@@ -26,6 +28,7 @@ class _Item:
     essential: bool
     at: float
     key: str | None = None  # events with a key: a newer one replaces an older one still queued
+    tag: str | None = None  # conversation messages with a tag can be taken back (`discard`)
 
 
 class Outbox:
@@ -40,9 +43,16 @@ class Outbox:
         self._events = 0
         self._ready = asyncio.Event()
 
-    def put(self, payload: bytes | str) -> None:
-        """A conversation message (never dropped)."""
-        self._append(_Item(payload, True, self._clock()))
+    def put(self, payload: bytes | str, tag: str | None = None) -> None:
+        """A conversation message (never dropped; with `tag`, `discard(tag)` may take it back)."""
+        self._append(_Item(payload, True, self._clock(), tag=tag))
+
+    def discard(self, tag: str) -> int:
+        """Take back the conversation messages of `tag` not yet sent; returns how many."""
+        kept = deque(item for item in self._items if item.tag != tag or not item.essential)
+        taken = len(self._items) - len(kept)
+        self._items = kept
+        return taken
 
     def put_event(self, payload: bytes | str, key: str | None = None) -> None:
         """A droppable event; with `key`, it replaces a queued event of the same key."""
