@@ -63,35 +63,44 @@ async def _answer(conn, rec: Recorder, audio: np.ndarray) -> dict:
 
 
 async def test_ga_client_hears_a_spoken_answer_and_its_own_transcript(tiny, question):
-    async with running_server(tiny.frontend, sampling=tiny.sampling, backend=tiny.backend) as (server, url):
-        async with client(url).realtime.connect(model="kamevoice-tiny") as conn:
-            rec = Recorder(conn)
-            created = await rec.wait_type("session.created", 10)
-            assert created["session"]["model"] == "kamevoice-tiny"
-            assert created["session"]["audio"]["output"]["format"] == {"type": "audio/pcm", "rate": 24000}
-            await conn.session.update(
-                session={
-                    "type": "realtime",
-                    "instructions": "Answer in one sentence.",
-                    "audio": {"output": {"voice": "marin"}},
-                }
-            )
-            updated = await rec.wait_type("session.updated", 5)
-            assert updated["session"]["instructions"] == "Answer in one sentence."
-            assert updated["session"]["audio"]["output"]["voice"] == "marin"
-            assert _door(server).session.instructions == "Answer in one sentence."  # the LLM's system prompt
-            done = await _answer(conn, rec, question)
-            await rec.wait_type("conversation.item.input_audio_transcription.completed", 10)
-            await rec.stop()
+    stack = running_server(tiny.frontend, sampling=tiny.sampling, backend=tiny.backend)
+    async with stack as (server, url), client(url).realtime.connect(model="kamevoice-tiny") as conn:
+        rec = Recorder(conn)
+        created = await rec.wait_type("session.created", 10)
+        assert created["session"]["model"] == "kamevoice-tiny"
+        assert created["session"]["audio"]["output"]["format"] == {"type": "audio/pcm", "rate": 24000}
+        await conn.session.update(
+            session={
+                "type": "realtime",
+                "instructions": "Answer in one sentence.",
+                "audio": {"output": {"voice": "marin"}},
+            }
+        )
+        updated = await rec.wait_type("session.updated", 5)
+        assert updated["session"]["instructions"] == "Answer in one sentence."
+        assert updated["session"]["audio"]["output"]["voice"] == "marin"
+        assert _door(server).session.instructions == "Answer in one sentence."  # the LLM's system prompt
+        done = await _answer(conn, rec, question)
+        await rec.wait_type("conversation.item.input_audio_transcription.completed", 10)
+        await rec.stop()
     _strict(rec)
     types = rec.types()
     for kind in (
-        "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped", "input_audio_buffer.committed",
-        "conversation.item.added", "conversation.item.done", "response.created", "response.output_item.added",
-        "response.content_part.added", "response.output_audio.delta", "response.output_audio_transcript.delta",
-        "response.output_audio.done", "response.output_audio_transcript.done", "response.content_part.done",
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.done",
+        "response.created",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_audio.delta",
+        "response.output_audio_transcript.delta",
+        "response.output_audio.done",
+        "response.output_audio_transcript.done",
+        "response.content_part.done",
         "response.output_item.done",
-    ):  # fmt: skip
+    ):
         assert kind in types, (kind, sorted(types))
     heard = rec.of("conversation.item.input_audio_transcription.completed")[0]
     assert "stock" in heard["transcript"].lower(), heard
@@ -115,25 +124,30 @@ async def test_ga_client_hears_a_spoken_answer_and_its_own_transcript(tiny, ques
 
 
 async def test_beta_client_gets_the_beta_names_and_shapes(tiny, question):
-    async with running_server(tiny.frontend, sampling=tiny.sampling, backend=tiny.backend) as (_server, url):
-        # The beta schema's `model` is an enum of OpenAI's names; the door reports the one asked for.
-        async with client(url).beta.realtime.connect(model="gpt-4o-realtime-preview") as conn:
-            rec = Recorder(conn, beta=True)
-            created = await rec.wait_type("session.created", 10)
-            assert created["session"]["input_audio_format"] == "pcm16"
-            assert created["session"]["model"] == "gpt-4o-realtime-preview"
-            await conn.session.update(session={"instructions": "Be brief.", "voice": "verse"})
-            updated = await rec.wait_type("session.updated", 5)
-            assert (
-                updated["session"]["voice"] == "verse" and updated["session"]["instructions"] == "Be brief."
-            )
-            done = await _answer(conn, rec, question)
-            await rec.wait_type("conversation.item.input_audio_transcription.completed", 10)
-            await rec.stop()
+    # The beta schema's `model` is an enum of OpenAI's names; the door reports the one asked for.
+    stack = running_server(tiny.frontend, sampling=tiny.sampling, backend=tiny.backend)
+    async with (
+        stack as (_server, url),
+        client(url).beta.realtime.connect(model="gpt-4o-realtime-preview") as conn,
+    ):
+        rec = Recorder(conn, beta=True)
+        created = await rec.wait_type("session.created", 10)
+        assert created["session"]["input_audio_format"] == "pcm16"
+        assert created["session"]["model"] == "gpt-4o-realtime-preview"
+        await conn.session.update(session={"instructions": "Be brief.", "voice": "verse"})
+        updated = await rec.wait_type("session.updated", 5)
+        assert updated["session"]["voice"] == "verse" and updated["session"]["instructions"] == "Be brief."
+        done = await _answer(conn, rec, question)
+        await rec.wait_type("conversation.item.input_audio_transcription.completed", 10)
+        await rec.stop()
     _strict(rec)
     types = rec.types()
-    assert {"response.audio.delta", "response.audio_transcript.delta", "response.audio.done",
-            "conversation.item.created"} <= types, sorted(types)  # fmt: skip
+    assert {
+        "response.audio.delta",
+        "response.audio_transcript.delta",
+        "response.audio.done",
+        "conversation.item.created",
+    } <= types, sorted(types)
     assert not types & {"response.output_audio.delta", "conversation.item.added"}
     assert done["response"]["output"][0]["content"][0]["type"] == "audio"
     assert rec.of("conversation.item.input_audio_transcription.completed")
@@ -142,43 +156,49 @@ async def test_beta_client_gets_the_beta_names_and_shapes(tiny, question):
 async def test_cancel_silences_the_front_end_within_a_frame(tiny, question):
     """`response.cancel` while KAME-tiny answers: the cancelled response's audio stops at once
     (its queued deltas are taken back), and the front-end stays silent while the user is."""
-    async with running_server(tiny.frontend, sampling=tiny.sampling, backend=tiny.backend) as (server, url):
-        async with client(url).realtime.connect(model="kamevoice") as conn:
-            rec = Recorder(conn)
-            await rec.wait_type("session.created", 10)
-            talk = asyncio.create_task(stream(conn, question))
-            speaking = await rec.wait_for(lambda r: len(r.of("response.output_audio.delta")) >= 5, 20)
-            assert speaking, sorted(rec.types())
-            rid = rec.of("response.created")[0]["response"]["id"]
-            await conn.response.cancel()
-            done = await rec.wait_type("response.done", 5)
-            assert done["response"]["id"] == rid and done["response"]["status"] == "cancelled"
-            assert done["response"]["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
-            acked = rec.events.index(done)
-            assert _door(server).session.silent  # the model itself is forced silent
-            await talk
-            await asyncio.sleep(2 * END_SILENCE_S)
-            late = [e for e in rec.events[acked:] if e["type"] == "response.output_audio.delta"]
-            assert not late, f"{len(late)} audio deltas after the cancel was acknowledged"
-            assert not rec.of("response.created")[1:], "a new response while the user was silent"
-            # Truncating what was heard of it, then asking for a response again: the front-end speaks.
-            item = done["response"]["output"][0]["id"]
-            await conn.conversation.item.truncate(item_id=item, content_index=0, audio_end_ms=80)
-            assert (await rec.wait_type("conversation.item.truncated", 5))["audio_end_ms"] == 80
-            mark = len(rec.events)
-            await conn.response.create()
-            again = await rec.wait_type("response.created", 5, after=mark)
-            assert again is not None and not _door(server).session.silent
-            await stream(conn, np.zeros(10 * FRAME, np.float32))
-            assert [e for e in rec.events[mark:] if e["type"] == "response.output_audio.delta"]
-            await rec.stop()
+    stack = running_server(tiny.frontend, sampling=tiny.sampling, backend=tiny.backend)
+    async with stack as (server, url), client(url).realtime.connect(model="kamevoice") as conn:
+        rec = Recorder(conn)
+        await rec.wait_type("session.created", 10)
+        talk = asyncio.create_task(stream(conn, question))
+        # Mid-reply, once the user has finished (KAME may start before: the end of the user's
+        # speech would release the silence, and rightly so).
+        speaking = await rec.wait_for(
+            lambda r: len(r.of("response.output_audio.delta")) >= 5 and r.of("input_audio_buffer.speech_stopped"),
+            20,
+        )
+        assert speaking, sorted(rec.types())
+        assert not rec.of("response.done"), "the reply ended before it could be cancelled"
+        rid = rec.of("response.created")[0]["response"]["id"]
+        await conn.response.cancel()
+        done = await rec.wait_type("response.done", 5)
+        assert done["response"]["id"] == rid and done["response"]["status"] == "cancelled"
+        assert done["response"]["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
+        acked = rec.events.index(done)
+        assert _door(server).session.silent  # the model itself is forced silent
+        await talk
+        await asyncio.sleep(2 * END_SILENCE_S)
+        late = [e for e in rec.events[acked:] if e["type"] == "response.output_audio.delta"]
+        assert not late, f"{len(late)} audio deltas after the cancel was acknowledged"
+        assert not rec.of("response.created")[1:], "a new response while the user was silent"
+        # Truncating what was heard of it, then asking for a response again: the front-end speaks.
+        item = done["response"]["output"][0]["id"]
+        await conn.conversation.item.truncate(item_id=item, content_index=0, audio_end_ms=80)
+        assert (await rec.wait_type("conversation.item.truncated", 5))["audio_end_ms"] == 80
+        mark = len(rec.events)
+        await conn.response.create()
+        again = await rec.wait_type("response.created", 5, after=mark)
+        assert again is not None and not _door(server).session.silent
+        await stream(conn, np.zeros(10 * FRAME, np.float32))
+        assert [e for e in rec.events[mark:] if e["type"] == "response.output_audio.delta"]
+        await rec.stop()
     _strict(rec)
 
 
 # -- bad input, beside an honest session -------------------------------------------------------------
 
 
-async def _honest(conn, rec: Recorder, seconds: float) -> None:
+async def _honest(conn, seconds: float) -> None:
     await stream(conn, np.zeros(int(seconds / FRAME_S) * FRAME, np.float32))
 
 
@@ -186,13 +206,13 @@ async def test_bad_events_get_errors_for_that_client_only(frontend):
     """Malformed JSON, an unknown type, bad base64, a wrong audio format, an oversized message,
     events out of order: each gets an `error` with its code and the client's event id, the
     session goes on (its audio still flows), and a session beside it keeps every frame."""
-    async with running_server(frontend, max_sessions=2) as (server, url):
+    async with running_server(frontend, max_sessions=2) as (_server, url):
         sdk = client(url)
         async with sdk.realtime.connect(model="a") as good, sdk.realtime.connect(model="b") as bad:
             honest, rec = Recorder(good), Recorder(bad)
             await honest.wait_type("session.created", 10)
             await rec.wait_type("session.created", 10)
-            beside = asyncio.create_task(_honest(good, honest, 6.0))
+            beside = asyncio.create_task(_honest(good, 6.0))
             start = len(honest.of("response.output_audio.delta"))
             big = json.dumps({"type": "input_audio_buffer.append", "audio": "A" * (600 * 1024)})
             attacks = [
@@ -229,7 +249,7 @@ async def test_bad_events_get_errors_for_that_client_only(frontend):
                         }
                     ),
                     "invalid_audio_format",
-                ),  # fmt: skip
+                ),
                 (
                     json.dumps({"event_id": "e7", "type": "session.update", "session": {"shoe_size": 44}}),
                     "unknown_parameter",
@@ -243,7 +263,7 @@ async def test_bad_events_get_errors_for_that_client_only(frontend):
                         }
                     ),
                     "unsupported_feature",
-                ),  # fmt: skip
+                ),
                 (
                     json.dumps({"event_id": "e9", "type": "input_audio_buffer.commit"}),
                     "input_audio_buffer_commit_empty",
@@ -251,7 +271,7 @@ async def test_bad_events_get_errors_for_that_client_only(frontend):
                 (
                     json.dumps({"event_id": "e10", "type": "response.cancel", "response_id": "resp_nope"}),
                     "response_cancel_not_active",
-                ),  # fmt: skip
+                ),
                 (
                     json.dumps(
                         {
@@ -263,7 +283,7 @@ async def test_bad_events_get_errors_for_that_client_only(frontend):
                         }
                     ),
                     "item_not_found",
-                ),  # fmt: skip
+                ),
                 (big, "message_too_large"),
                 (b"\x01\x02binary", "invalid_event"),
             ]
@@ -315,7 +335,7 @@ async def test_g711_both_ways_kamevoice_events_on_request_and_manual_turns(front
                         "input": {"format": {"type": "audio/pcmu"}, "turn_detection": None},
                         "output": {"format": {"type": "audio/pcmu"}},
                     },
-                }  # fmt: skip
+                }
             )
             updated = await rec.wait_type("session.updated", 5)
             assert updated["session"]["audio"]["input"]["turn_detection"] is None
