@@ -289,3 +289,17 @@ async def test_outbox_takes_back_tagged_messages_only():
     box.put("a2", tag="resp_a")
     assert box.discard("resp_a") == 2 and box.discard("resp_a") == 0
     assert [await box.get() for _ in range(len(box))] == ["event", "keep"]
+
+
+def test_the_realtime_layers_cost_per_frame_is_measured_against_opus():
+    from kamevoice.bench.doors_realtime import measure_realtime_overhead
+
+    result = measure_realtime_overhead(frames=40, warmup=5)
+    for path in (result.realtime_out, result.realtime_in, result.moshi_out, result.moshi_in):
+        assert 0 < path.p50_us <= path.p99_us
+    # 1920 PCM16 samples are 5120 base64 characters, plus the delta event's JSON.
+    assert 5120 < result.realtime_out.bytes_per_frame < 5600
+    assert result.moshi_out.bytes_per_frame < 1000  # Opus
+    ulaw = measure_realtime_overhead(frames=10, warmup=2, audio_format="audio/pcmu")
+    assert 640 * 4 / 3 <= ulaw.realtime_out.bytes_per_frame < 1300
+    assert "| realtime_out |" in result.table() and result.as_dict()["frames"] == 40
