@@ -164,7 +164,9 @@ async def test_cancel_silences_the_front_end_within_a_frame(tiny, question):
         # Mid-reply, once the user has finished (KAME may start before: the end of the user's
         # speech would release the silence, and rightly so).
         speaking = await rec.wait_for(
-            lambda r: len(r.of("response.output_audio.delta")) >= 5 and r.of("input_audio_buffer.speech_stopped"),
+            lambda r: (
+                len(r.of("response.output_audio.delta")) >= 5 and r.of("input_audio_buffer.speech_stopped")
+            ),
             20,
         )
         assert speaking, sorted(rec.types())

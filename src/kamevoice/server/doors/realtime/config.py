@@ -13,8 +13,8 @@ What each setting does here (docs/doors/realtime.md has the table):
 - `instructions`: the back-end LLM's system prompt for this conversation;
 - audio formats: PCM16 24 kHz, G.711 mu-law / A-law 8 kHz, in and out independently;
 - `turn_detection`: `server_vad` / `semantic_vad` run the door's VAD (threshold, prefix padding
-  and silence map onto `EndpointSettings`); null means the client commits and the front-end
-  speaks only when asked (`response.create`);
+  and silence map onto `EndpointSettings`); null means the client commits; with null, or with
+  `create_response: false`, the front-end speaks only when asked (`response.create`);
 - `transcription`: null turns the user's transcription events off (the STT still feeds the oracle);
 - `voice`, `speed`, `temperature`, `max_output_tokens`, `tracing`, ...: accepted and reported,
   with no effect (one voice, the model's own pace);
@@ -76,7 +76,7 @@ class TurnDetection:
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
-    create_response: bool = True  # reported: the front-end speaks when it chooses either way
+    create_response: bool = True  # false: the front-end speaks only when asked (`response.create`)
     interrupt_response: bool = False  # true: the user's speech cancels the reply under way
     eagerness: str = "auto"
     idle_timeout_ms: int | None = None

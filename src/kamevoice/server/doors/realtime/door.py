@@ -18,8 +18,8 @@ Silence. `response.cancel` (and `conversation.item.truncate` of the reply under 
 `interrupt_response` the user's speech) silences the front-end from its next step
 (`Session.set_silent`), takes the reply's queued audio back from the outbox and ends the
 response as cancelled; the front-end stays silent until the user has spoken again
-(`speech_stopped`, or a commit) or the client asks for a response. With turn detection off the
-front-end speaks only inside responses the client asked for.
+(`speech_stopped`, or a commit) or the client asks for a response. With turn detection off, or
+`create_response: false`, the front-end speaks only inside responses the client asked for.
 
 kamevoice's own events (`kamevoice.event`: the session's client events, oracle and latency among
 them; `kamevoice.latency`: each reply's onset after the user stopped) are sent only when the
@@ -357,9 +357,10 @@ class RealtimeDoor(Conversation):
             self._apply_silence()
 
     def _apply_silence(self) -> None:
-        manual = self.config.turn_detection is None
+        td = self.config.turn_detection
+        on_its_own = td is not None and td.create_response  # else: only inside responses asked for
         current = self.responses.current
-        silent = self._held or (manual and not (current is not None and current.requested))
+        silent = self._held or (not on_its_own and not (current is not None and current.requested))
         if silent != self.session.silent:
             self.session.set_silent(silent)
 
