@@ -6,4 +6,5 @@ limits, intake, outbox, ending) is `kamevoice.server.conversation`'s, and admiss
 the session's making are the server's (`KameServer.admit`, `KameServer.converse`).
 
 - `moshi`: Kyutai's binary protocol at `/api/chat`.
+- `realtime`: OpenAI's Realtime API at `/v1/realtime` (docs/doors/realtime.md).
 """
