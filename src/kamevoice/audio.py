@@ -5,6 +5,8 @@ One convention everywhere: float32 samples in [-1, 1]; int16 full scale is 32768
 multi-channel ones `[samples, channels]`.
 
 - `float_to_int16` / `int16_to_float`, `pcm16_bytes` / `pcm16_from_bytes`: sample formats;
+- `ulaw_bytes` / `ulaw_from_bytes`, `alaw_bytes` / `alaw_from_bytes`: G.711 mu-law and A-law
+  (telephony's 8-bit companded samples, ITU-T G.711 as in Sun's reference `g711.c`);
 - `to_mono`: the mean of the channels;
 - `StreamResampler` (chunk by chunk, no clicks at chunk edges) and `resample` (whole signals);
 - `read_audio` (WAV/FLAC/OGG through soundfile), `write_wav` (16-bit, atomic), `write_stereo`;

@@ -386,3 +386,20 @@ async def test_a_runaway_vendor_stream_is_closed_at_the_cap(vendor_server, provi
 )
 def test_cut_oracle_keeps_whole_words(text, cap, cut):
     assert cut_oracle(text, cap) == cut
+
+
+async def test_a_conversation_can_set_its_own_system_prompt(sink):
+    """A client's instructions (the Realtime door's `session.update`) replace the configured
+    system prompt for this conversation only, from its next request on; None restores it."""
+    llm = ScriptedLLM()
+    sched, _ = make(llm, sink, **NO_WAIT)
+    other, _ = make(ScriptedLLM(), RecordingSink(), **NO_WAIT)
+    sched.set_system_prompt("Answer like a pirate.")
+    sched.on_transcript("hi there", True)
+    await sched.wait_idle()
+    assert llm.calls[-1][2] == "Answer like a pirate."
+    assert other.system_prompt == SchedulerSettings().system_prompt
+    sched.set_system_prompt(None)
+    sched.on_transcript("and again", True)
+    await sched.wait_idle()
+    assert llm.calls[-1][2] == SchedulerSettings().system_prompt

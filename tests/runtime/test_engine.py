@@ -149,3 +149,41 @@ def test_paced_engine_catches_up_when_user_audio_piles_up(parts):
     # Catch-up steps follow each other as fast as they compute, not one per 80 ms tick.
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert min(gaps) < 0.07
+
+
+def test_a_stream_silenced_on_demand_is_silent_from_its_next_step_and_alone(parts):
+    """`EngineStream.set_silent`: PAD text from the next step until released, for that stream
+    only (its neighbour's frames equal its solo run), and nothing once the stream has left."""
+    model, codec = parts
+    pad = model.text_ids.pad
+    seeds = {"a": 3, "b": 4}
+
+    def run(names, silence_at=None, release_at=None):
+        engine = Engine(model, codec, EngineOptions(max_sessions=2, sampling=GREEDY, paced=False))
+        out = {name: [] for name in names}
+        with engine:
+            streams = {name: engine.open(_collect(out[name])) for name in names}
+            engine.admit()
+            for name, stream in streams.items():
+                stream.push(_speech(seeds[name], 14))
+            for step in range(14):
+                if step == silence_at:
+                    streams["a"].set_silent(True)
+                    assert streams["a"].silent and not streams["b"].silent
+                if step == release_at:
+                    streams["a"].set_silent(False)
+                    assert not streams["a"].silent
+                engine.step()
+            for stream in streams.values():
+                stream.close()
+                stream.set_silent(True)  # after leaving: ignored
+                assert not stream.silent
+        return out, engine.silencer.forced_steps
+
+    together, forced = run(["a", "b"], silence_at=4, release_at=9)
+    alone_a, _ = run(["a"])
+    alone_b, _ = run(["b"])
+    assert forced == 5
+    assert [r.text_id for r in together["a"][4:9]] == [pad] * 5
+    assert [r.text_id for r in together["a"][:4]] == [r.text_id for r in alone_a["a"][:4]]
+    assert [r.text_id for r in together["b"]] == [r.text_id for r in alone_b["b"]]

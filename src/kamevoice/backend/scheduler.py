@@ -145,6 +145,8 @@ class OracleScheduler:
         self.clock = clock or (events.clock if events is not None else WallClock())
         self.events = events or EventLog(self.clock)
         self.conversation = Conversation()
+        # This conversation's system prompt: the settings' unless a client set its own.
+        self.system_prompt = self.settings.system_prompt
         self._rng = rng or random.Random()
         self._backoff = self.settings.backoff()
         self._generation = 0  # last generation started
@@ -194,6 +196,10 @@ class OracleScheduler:
         s = self.settings
         settled = now if reason == "final" else min(now + s.debounce_s, self._due.since + s.max_wait_s)
         self._schedule(self._due, now, settled)
+
+    def set_system_prompt(self, text: str | None) -> None:
+        """This conversation's system prompt from the next request on (None: the settings' one)."""
+        self.system_prompt = self.settings.system_prompt if text is None else text
 
     def on_assistant_text(self, text: str) -> None:
         """A piece of what the front-end said (SentencePiece, `▁` marks word starts)."""
@@ -291,7 +297,7 @@ class OracleScheduler:
         self._starts.append(now)
         self._words_at_start = conv.user_words()
         prompt = conv.render(
-            s.system_prompt,
+            self.system_prompt,
             max_chars=s.context_chars,
             spoken_so_far_note=s.spoken_so_far_note,
             opening_user_text=s.opening_user_text,

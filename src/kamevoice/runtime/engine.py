@@ -9,6 +9,8 @@ Conversations talk to it through an `EngineStream` (thread-safe: deques and
 generation-stamped messages, no locks on the hot path):
 - `push(pcm)` queues user audio (any length; it is cut into 80 ms frames),
 - `begin_oracle()` / `feed_oracle(ids)` drive the conversation's oracle timeline,
+- `set_silent(on)` silences the conversation's front-end from its next step until released
+  (`SilenceOnDemand`, a decoding policy every engine runs first),
 - results (`FrameResult`) arrive through the callback given to `open()`,
   called on the engine thread: hand them over to asyncio with
   `loop.call_soon_threadsafe`.
@@ -41,6 +43,7 @@ from kamevoice.frontend.codec import AudioCodec
 from kamevoice.frontend.generator import BatchedGenerator, SlotHandle
 from kamevoice.frontend.model import KameLM
 from kamevoice.frontend.policies import DecodingPolicy
+from kamevoice.frontend.policies.on_demand import SilenceOnDemand
 from kamevoice.frontend.sampling import SamplingOptions
 from kamevoice.runtime.clock import FRAME_SECONDS
 
@@ -143,6 +146,17 @@ class EngineStream:
         if self.handle is not None and tokens:
             self._engine.generator.feed_oracle(self.handle, tokens)
 
+    def set_silent(self, silent: bool) -> None:
+        """Silence this conversation's front-end from its next step on, or release it (any thread;
+        ignored before the slot is granted and after `close`)."""
+        if self.handle is not None and not self.closed:
+            self._engine.silencer.set(self.handle.slot, silent)
+
+    @property
+    def silent(self) -> bool:
+        """Whether the front-end is silenced now (`set_silent`)."""
+        return self.handle is not None and self._engine.silencer.is_silent(self.handle.slot)
+
     def close(self) -> None:
         """Leave the engine; the slot is freed at the next step."""
         if not self.closed:
@@ -161,14 +175,20 @@ class Engine:
         policies: Sequence[DecodingPolicy] = (),
     ):
         """`policies`: decoding policies of every slot, run by the generator before its own
-        (e.g. `SilenceForcer` for the evaluation's forced delay)."""
+        (e.g. `SilenceForcer` for the evaluation's forced delay), after `silencer` (the
+        `SilenceOnDemand` behind `EngineStream.set_silent`)."""
         self.model = model
         self.options = options
         self.encoder = codec
+        self.silencer = SilenceOnDemand.for_model(model, codec)  # before streaming: encodes silence once
         self.decoder = copy.deepcopy(codec)  # separate streaming state: rows reset independently
         self.frame_size = codec.frame_size
         self.generator = BatchedGenerator(
-            model, options.max_sessions, options.sampling, policies=policies, on_resize=self._resize_codecs
+            model,
+            options.max_sessions,
+            options.sampling,
+            policies=[self.silencer, *policies],
+            on_resize=self._resize_codecs,
         )
         self.max_delay = max(model.delays)
         self.stats = EngineStats()

@@ -144,6 +144,28 @@ class Session:
             except Exception as exc:  # the STT is gone: the conversation goes on without transcripts
                 self._stt_unavailable(exc)
 
+    def set_silent(self, silent: bool) -> None:
+        """Silence the front-end from its next frame on, or release it (a client's cancel); the
+        model is forced silent, so it conditions on having stopped (`SilenceOnDemand`)."""
+        if self._stream is not None:
+            self._stream.set_silent(silent)
+
+    @property
+    def silent(self) -> bool:
+        """Whether the front-end is silenced now."""
+        return self._stream is not None and self._stream.silent
+
+    @property
+    def instructions(self) -> str | None:
+        """The back-end LLM's system prompt for this conversation (None: no back-end)."""
+        return self.scheduler.system_prompt if self.scheduler is not None else None
+
+    def set_instructions(self, text: str | None) -> None:
+        """This conversation's system prompt for the back-end LLM from its next request on
+        (None: the configured one); without a back-end there is nothing to instruct."""
+        if self.scheduler is not None:
+            self.scheduler.set_system_prompt(text)
+
     async def end_input(self) -> None:
         """The user's audio is over (file mode): flush the STT, let the engine run without input."""
         if self._stream is not None:

@@ -6,7 +6,8 @@
     await server.stop()
 
 Routes: `GET /api/chat` (WebSocket, Moshi's protocol, see `protocol`), `GET /twilio`
-(WebSocket, Twilio Media Streams, see `doors.twilio`), `GET /health` (JSON),
+(WebSocket, Twilio Media Streams, see `doors.twilio`), `GET /v1/realtime` (WebSocket,
+OpenAI's Realtime API, see `doors.realtime`), `GET /health` (JSON),
 `GET /metrics` (Prometheus text), `GET /` and `/static/*` (the browser page; with
 `server.static_dir`, `/` and every other path serve that folder instead, e.g. Kyutai's
 web client). Admission happens before the upgrade, in this order: a bad query (400),
@@ -40,6 +41,8 @@ from kamevoice.runtime.session import Session
 from kamevoice.server.access import bearer_ok, host_ok, origin_ok, token_ok
 from kamevoice.server.conversation import BadRequest, Conversation, connection_name
 from kamevoice.server.doors import moshi, twilio
+from kamevoice.server.doors.realtime import REALTIME_PROTOCOLS
+from kamevoice.server.doors.realtime import door_for as realtime_door
 from kamevoice.server.guard import GuardedSite, GuardStats
 from kamevoice.server.observe import ServerMetrics
 from kamevoice.startup import backend_for
@@ -163,6 +166,7 @@ class KameServer:
         app.router.add_get("/", self._index if other is None else self._other_index)
         app.router.add_get("/api/chat", self._chat)
         app.router.add_get("/twilio", self._twilio)
+        app.router.add_get("/v1/realtime", self._realtime)
         app.router.add_get("/health", self._health)
         app.router.add_get("/api/event-kinds", self._event_kinds)
         app.router.add_get("/metrics", self._metrics)
@@ -299,6 +303,14 @@ class KameServer:
         if refused is not None:
             return refused
         return await self.converse(request, door, send_events)
+
+    async def _realtime(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's Realtime API; its own events replace ours (`forward_events` off)."""
+        refused = self.admit(request)
+        if refused is not None:
+            return refused
+        door = realtime_door(request, self.server_settings.max_message_bytes)
+        return await self.converse(request, door, False, REALTIME_PROTOCOLS)
 
     async def _converse(
         self,

@@ -5,7 +5,9 @@ pongs, the handshake and the closing error), which is never dropped, and JSON
 events (transcripts, the oracle, latency), which are there to be looked at: a
 client that reads slowly loses the oldest of those first (counted), and an event
 of the same kind still waiting is replaced by the newer one when only the newest
-matters (the oracle's text as it grows). A client whose oldest conversation message
+matters (the oracle's text as it grows). Conversation messages may carry a tag, and a door
+can take back the ones still queued under a tag (the audio of a reply the client cancelled:
+it must stop at once, not after the queue has drained). A client whose oldest conversation message
 has waited `max_delay_s` has stopped reading: the outbox reports it, and the
 connection ends that conversation only. A door may also take back conversation
 messages it tagged while they still wait (`discard`): a phone call drops the model's

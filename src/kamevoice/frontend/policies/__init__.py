@@ -3,7 +3,8 @@
 A front-end samples its inner-monologue text token, then its audio tokens, once
 per 80 ms step. A decoding policy may change how: `OracleFollower` nudges the text
 logits toward the oracle's next piece; `SilenceForcer` makes the model silent in
-given windows (the evaluation's forced delay). The generator runs a list of them
+given windows (the evaluation's forced delay); `SilenceOnDemand` (`on_demand.py`) makes one
+conversation silent until released (a client's cancel). The generator runs a list of them
 through one protocol, in list order, at fixed points of every step:
 
 1. `read_oracle(slot, step, oracle_id)`: per active slot, the oracle id its model

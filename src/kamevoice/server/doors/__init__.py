@@ -6,6 +6,8 @@ limits, intake, outbox, ending) is `kamevoice.server.conversation`'s, and admiss
 the session's making are the server's (`KameServer.admit`, `KameServer.converse`).
 
 - `moshi`: Kyutai's binary protocol at `/api/chat` (docs/doors/moshi.md);
+- `realtime`: OpenAI's Realtime API at `/v1/realtime` (docs/doors/realtime.md), a package:
+  the door, its response lifecycle, turn detection, session config and wire dialects;
 - `twilio`: Twilio Media Streams at `/twilio`, phone calls (docs/doors/twilio.md), with
   `twilio_wire` (its messages and the call's audio) and `barge_in` (a caller talking over
   the model's queued speech).
