@@ -42,6 +42,7 @@ from kamevoice.runtime.clock import FRAME_SAMPLES, SAMPLE_RATE
 DOOR_BENCHES: dict[str, str] = {
     "moshi": "kamevoice.bench.doors_moshi:measure",
     "twilio": "kamevoice.bench.doors_twilio:measure",
+    "realtime": "kamevoice.bench.doors_realtime:measure",
 }
 # The protocol every door is compared with: Moshi's, as Kyutai's own clients speak it.
 REFERENCE = "moshi-opus"

@@ -177,3 +177,53 @@ def measure_realtime_overhead(
         moshi_out=_timed(moshi_out, frames, warmup),
         moshi_in=_timed(moshi_in, frames, warmup),
     )
+
+
+class RealtimeWire:
+    """Both ends of one Realtime session for `kamevoice bench doors` (see `kamevoice.bench.doors.Wire`):
+    the server's stages are the door's own (`parse_client_event`, `AudioIn`; `AudioOut`, the delta
+    event by `Responses.audio`, `dumps`); the client sends `input_audio_buffer.append` events."""
+
+    def __init__(self, audio_format: str = WireFormat.PCM16.value):
+        fmt = WireFormat(audio_format)
+        self.name = f"realtime-{fmt.value.removeprefix('audio/')}"
+        self._fmt = fmt
+        ids, self._sent = Ids(), []
+
+        def send(event: dict, tag: str | None = None) -> None:  # the door's `_send`, less the outbox
+            self._sent.append(dumps({"event_id": ids.new("event"), **event}))
+
+        self._responses = Responses(send, ids, ItemLog(), GA)
+        self._responses.open(0)
+        decoder, encoder = AudioIn(fmt, RATE), AudioOut(fmt, RATE)
+        self.server_decode = (
+            ("json", parse_client_event),
+            ("audio", lambda event: decoder.decode(event["audio"])),
+        )
+        self.server_encode = (("audio", encoder.encode), ("json", self._delta))
+        self._client = AudioOut(fmt, RATE)
+
+    def _delta(self, payload: str) -> list[str]:
+        self._responses.audio(payload)
+        return [self._sent.pop()]
+
+    def client_frames(self, speech: np.ndarray) -> list[np.ndarray]:
+        whole = len(speech) // FRAME_SAMPLES * FRAME_SAMPLES
+        return list(np.asarray(speech[:whole], np.float32).reshape(-1, FRAME_SAMPLES))
+
+    def client_encode(self, held: np.ndarray) -> list[str]:
+        return [json.dumps({"type": "input_audio_buffer.append", "audio": self._client.encode(held)})]
+
+    def client_decode(self, message: str) -> None:
+        json.loads(message)
+
+
+async def measure(options, speech: np.ndarray) -> list:
+    """The Realtime door, PCM16 and G.711 mu-law, for `kamevoice bench doors`."""
+    from kamevoice.bench.doors import measure_wire
+
+    notes = "one input_audio_buffer.append a frame in, one output_audio.delta out"
+    return [
+        await measure_wire(lambda: RealtimeWire(WireFormat.PCM16.value), speech, options, notes),
+        await measure_wire(lambda: RealtimeWire(WireFormat.PCMU.value), speech, options, notes),
+    ]
