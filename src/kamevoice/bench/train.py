@@ -22,8 +22,6 @@ from typing import Any
 
 # Steps run before timing: the first ones allocate memory and pick kernels.
 WARMUP_STEPS = 2
-# Moshi's text PAD id: most frames of real data carry it.
-PAD = 3
 
 
 def register_train(group: argparse._SubParsersAction) -> None:
@@ -58,12 +56,13 @@ def write_bench_shards(out: Path, lm_kwargs: dict[str, Any], items: int, frames:
 
     from kamevoice.data.align import TokenizedOracle
     from kamevoice.data.shards import Example, ShardWriter
+    from kamevoice.frontend.model import text_ids_for
 
     rng = np.random.default_rng(seed)
     k, card, vocab = lm_kwargs["dep_q"], lm_kwargs["card"], lm_kwargs["text_card"]
     writer = ShardWriter(out, per_shard=64)
     for i in range(items):
-        text = np.full(frames, PAD, dtype=np.int32)
+        text = np.full(frames, text_ids_for(lm_kwargs).pad, dtype=np.int32)  # most frames carry PAD
         words = rng.choice(frames, size=frames // 4, replace=False)
         text[words] = rng.integers(4, vocab, size=len(words))
         oracle = TokenizedOracle(frames // 4, tuple(int(t) for t in rng.integers(4, vocab, size=30)), 0)
