@@ -32,7 +32,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from kamevoice.errors import CheckpointError, ConfigError
+from kamevoice.frontend.lm_gen import check_lm_gen_config
 from kamevoice.frontend.model import ORACLE_KEY, KameLM, lm_argument_names
+from kamevoice.oracle.layouts import layout_of
 
 CONFIG_NAME = "config.json"
 
@@ -41,8 +43,6 @@ FILE_KEYS = ("moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name", "l
 META_KEYS = ("model_type", "lm_gen_config", "tts_config", "stt_config", "model_id", "kamevoice")
 # Keys the moshi loader accepts but drops or renames before building the LM.
 _LOADER_KEYS = ("depformer_causal", "demux_second_stream", "lora", "lora_rank", "lora_scaling")
-# Sampling settings a config.json may carry in lm_gen_config (Moshi's LMGen names).
-LM_GEN_KEYS = ("temp", "temp_text", "top_k", "top_k_text", "use_sampling", "cfg_coef")
 # LM arguments without which the architecture is undefined (Moshi's defaults are not Moshi's sizes).
 REQUIRED_LM_KEYS = ("dim", "text_card", "card", "n_q", "dep_q", "num_heads", "num_layers", "delays")
 
@@ -99,10 +99,11 @@ def parse_config(raw: Any, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
     delays, n_q = lm_kwargs["delays"], lm_kwargs["n_q"]
     if not isinstance(delays, list) or len(delays) != n_q + 1:
         raise ConfigError(f"{where}: 'delays' must list n_q + 1 = {n_q + 1} integers, got {delays!r}")
-    gen = meta.get("lm_gen_config", {})
-    if not isinstance(gen, dict) or any(k not in LM_GEN_KEYS for k in gen):
-        bad = sorted(set(gen) - set(LM_GEN_KEYS)) if isinstance(gen, dict) else gen
-        raise ConfigError(f"{where}: lm_gen_config has unknown key(s) {bad}; known: {', '.join(LM_GEN_KEYS)}")
+    check_lm_gen_config(meta.get("lm_gen_config", {}), where)
+    extra = meta.get("kamevoice", {})
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{where}: 'kamevoice' must be a JSON object, got {type(extra).__name__}")
+    layout_of(extra, where)
     return meta, lm_kwargs
 
 
@@ -212,6 +213,7 @@ def load_lm(files: CheckpointFiles, device: str | torch.device = "cpu", dtype=to
     state = read_state_dict(files.lm_weights)
     model = build_lm(files.lm_kwargs, device="meta", dtype=dtype)
     load_weights(model, state, where=str(files.lm_weights), device=device)
+    model.oracle_layout = layout_of(files.extra, files.source)
     return model.eval()
 
 

@@ -33,6 +33,11 @@ class FrontendSettings(Section):
         description="logit bias toward the oracle's next piece when the model speaks (0: off; unset: "
         "the checkpoint's `kamevoice.oracle_follow_bias`, else 0); see frontend.policies.oracle_follow",
     )
+    late_oracle_tokens: Literal["next_free", "drop"] = Field(
+        "next_free",
+        description="an oracle token that arrives after its frame: 'next_free' places it at the next "
+        "free frame (kamevoice), 'drop' drops it as the published KAME code does (docs/kame.md section 9)",
+    )
     seed: int = 42
     # A small model's step is as fast on one thread as on two, and the second thread costs CPU
     # that STT and other sessions need (KAME-tiny's default is one: `kamevoice.tiny.defaults`).

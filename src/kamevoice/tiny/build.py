@@ -30,9 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from kamevoice.errors import ConfigError
+from kamevoice.oracle.layouts import KAME, LAYOUT_KEY
 
 # The codec a tiny checkpoint names in config.json's `kamevoice` section.
 CODEC_EXTRA: dict[str, Any] = {"codec": "codec2", "codec_mode": 1200}
+# The oracle layout a new build trains with, written into its checkpoints' `kamevoice` section:
+# the published one (`kamevoice.oracle.layouts`). The shipped KAME-tiny predates it and says
+# `kamevoice-v1` in its config.json.
+LAYOUT_EXTRA: dict[str, Any] = {LAYOUT_KEY: KAME.name}
 # Sampling the published checkpoint asks for (Moshi's `lm_gen_config`; settings a user sets win):
 # greedy text. A copied name or number has one right token at a time, which sampling often misses.
 LM_GEN_CONFIG: dict[str, Any] = {"temp_text": 0.0}
@@ -266,8 +271,9 @@ class TinyBuild:
         torch.manual_seed(self.options.seed)
         model = build_lm(kwargs)
         save_checkpoint(
-            self.init, model, kwargs, tokenizer=self.tokenizer / TOKENIZER_NAME, extra=CODEC_EXTRA
-        )
+            self.init, model, kwargs, tokenizer=self.tokenizer / TOKENIZER_NAME,
+            extra={**CODEC_EXTRA, **LAYOUT_EXTRA},
+        )  # fmt: skip
         return {"params": sum(p.numel() for p in model.parameters())}
 
     def stage_shards(self) -> dict[str, Any]:
@@ -399,6 +405,7 @@ class TinyBuild:
         if source is None:
             raise ConfigError(f"{self.run_dir}: no training checkpoint to publish")
         config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+        # The layout comes with the training checkpoint (the one the run trained with).
         config["kamevoice"] = {**config.get("kamevoice", {}), **CODEC_EXTRA, **DECODING_EXTRA}
         config["lm_gen_config"] = {**config.get("lm_gen_config", {}), **LM_GEN_CONFIG}
         staging = self.out / "checkpoint.tmp"
