@@ -13,8 +13,9 @@ import torch
 from moshi.utils.utils import cross_entropy
 from safetensors.torch import load_file
 
-from kamevoice.frontend.checkpoint import build_lm, load_weights, read_state_dict
+from kamevoice.frontend.checkpoint import build_lm
 from kamevoice.frontend.presets import preset
+from kamevoice.frontend.weights import load_weights, read_state_dict
 from kamevoice.oracle.layouts import KAME, KAME_FORWARD
 from tests.conftest import FIXTURES
 

@@ -24,10 +24,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from kamevoice.frontend.checkpoint import build_lm, load_weights, read_state_dict
+from kamevoice.frontend.checkpoint import build_lm
 from kamevoice.frontend.generator import BatchedGenerator
 from kamevoice.frontend.policies import DecodingPolicy
 from kamevoice.frontend.sampling import SamplingOptions
+from kamevoice.frontend.weights import load_weights, read_state_dict
 from tests.conftest import FIXTURES
 
 VENDORED = FIXTURES / "kame_stream"

@@ -39,9 +39,9 @@ class ShardSummary:
 def _init_worker(checkpoint: str, model_speaker: str) -> None:
     import torch
 
-    from kamevoice.frontend.checkpoint import resolve_checkpoint
     from kamevoice.frontend.loading import load_checkpoint_codec, load_tokenizer
     from kamevoice.frontend.model import text_ids_for
+    from kamevoice.frontend.resolve import resolve_checkpoint
 
     torch.set_num_threads(1)  # one thread per worker process: the workers are the parallelism
     files = resolve_checkpoint(checkpoint)

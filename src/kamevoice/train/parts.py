@@ -23,15 +23,11 @@ import torch
 from moshi.modules.lora import LoRALinear, replace_all_linear_with_lora, replace_lora_with_linear
 
 from kamevoice.errors import ConfigError
-from kamevoice.frontend.checkpoint import (
-    build_lm,
-    load_weights,
-    read_state_dict,
-    resolve_checkpoint,
-    save_checkpoint,
-)
+from kamevoice.frontend.checkpoint import build_lm, save_checkpoint
 from kamevoice.frontend.model import KameLM
 from kamevoice.frontend.presets import preset
+from kamevoice.frontend.resolve import resolve_checkpoint
+from kamevoice.frontend.weights import load_weights, read_state_dict
 from kamevoice.oracle.layouts import DEFAULT_LAYOUT, LAYOUT_KEY, OracleLayout, layout_of
 from kamevoice.train.config import FinetuneConfig, ModelConfig, Part
 
@@ -120,7 +116,8 @@ def build_model(source: ModelSource, config: ModelConfig, device: torch.device |
         model = build_lm(kwargs, device=device, dtype=torch.float32)
     else:
         model = build_lm(kwargs, device="meta", dtype=torch.float32)
-        load_weights(model, read_state_dict(source.weights), where=str(source.weights), device=device)
+        state = read_state_dict(source.weights, device=device, dtype=torch.float32)
+        load_weights(model, state, where=str(source.weights), device=device)
     model.oracle_layout = source.layout
     return model
 
