@@ -161,7 +161,8 @@ def replay(model, fixture: Fixture, names: list[str], starts: list[int], late: s
                 if driver.step == fixture.steps:
                     driver.run.audio = recorder.audio[driver.handle.slot]
                     gen.stop(driver.handle)
-        if len(names) > 1:
+        if len(names) > 1 and fixture.steps >= max(BATCH_STARTS) + 10:
+            # Grown at the second and third joins, shrunk once only the third was left.
             assert gen.resizes >= 3, "the batch should have grown twice and shrunk"
     return [drivers[i].run for i in range(len(names))]
 
