@@ -292,3 +292,18 @@ def test_lm_gen_keywords_reach_lm_gen(tmp_path, spm_path):
     sampling = SamplingOptions.from_settings(FrontendSettings(), frontend.files.lm_gen_config)
     generator = BatchedGenerator(frontend.model, 1, sampling)
     assert generator.lm_gen.check is True and generator.lm_gen.top_k_text == 7
+
+
+def test_an_unreachable_base_repo_only_fails_the_parts_it_must_give(tmp_path, gated_model, spm_path, hub):
+    """Offline, with the base repo not in the cache: the codec is noted missing (an error only when
+    it is loaded), the tokenizer flag still loads the LM."""
+    out = _finetune_output(tmp_path / "ft", gated_model)
+    flags = CheckpointOverrides(
+        lm_weights=str(out / "model.safetensors"),
+        config=str(out / "moshi_lm_kwargs.json"),
+        tokenizer=str(spm_path),
+    )
+    files = resolve_checkpoint(None, overrides=flags)  # the base repo is the checkpoint
+    assert files.source == "kyutai/moshiko-pytorch-bf16" and files.codec_weights is None
+    assert "--mimi-weight" in files.codec_missing
+    _same_weights(load_lm(files), gated_model)

@@ -82,7 +82,14 @@ def resolve_checkpoint(
         if flag:
             return fetch_named(flag), ""
         use_base = base and fallback is not None
-        found = place.fetch(name, required=required and not use_base, why=why)
+        try:
+            found = place.fetch(name, required=required and not use_base, why=why)
+        except CheckpointError as exc:
+            if required:
+                raise
+            # An optional part (the codec) of a hub repo that cannot be reached: only an error for
+            # the commands that load it.
+            return None, f"{exc}: pass {flag_name} FILE"
         if found is not None:
             return found, ""
         if not use_base:
