@@ -21,6 +21,7 @@ from pathlib import Path
 
 from kamevoice.errors import CheckpointError
 
+# The published loaders' prefixes (`loaders.hf_get`): a file of another hub repo, a local file.
 HF_PREFIX = "hf://"
 FILE_PREFIX = "file://"
 # A hub repository id: OWNER/NAME.
