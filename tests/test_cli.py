@@ -43,3 +43,31 @@ def test_group_without_subcommand_prints_its_help(capsys):
 def test_user_errors_exit_1_with_message(capsys, tmp_path):
     assert main(["model", "info", str(tmp_path / "missing" / "dir")]) == 1
     assert "neither a local directory nor a hub repo id" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["serve"], ["run", "in.wav"], ["eval", "mtbench"], ["eval", "tiny"]])
+def test_serve_run_and_eval_take_the_published_servers_flags(command):
+    """SakanaAI/kame's server flags, with its meaning, through `startup.FLAG_SETTINGS`."""
+    from kamevoice.startup import settings_from_args
+
+    published = "--hf-repo someone/base --moshi-weight w.safetensors --mimi-weight m.safetensors --tokenizer "
+    published += (
+        "t.model --config-path moshi_lm_kwargs.json --lora-weight l.safetensors --no_fuse_lora --half "
+    )
+    published = [*published.split(), "--device", "cpu"]
+    args = build_parser().parse_args([*command, *published])
+    fs = settings_from_args(args).frontend
+    assert (fs.hf_repo, fs.moshi_weight, fs.mimi_weight, fs.tokenizer) == (
+        "someone/base",
+        "w.safetensors",
+        "m.safetensors",
+        "t.model",
+    )
+    assert (fs.config_path, fs.lora_weight, fs.fuse_lora, fs.dtype, fs.device) == (
+        "moshi_lm_kwargs.json",
+        "l.safetensors",
+        False,
+        "float16",
+        "cpu",
+    )
+    assert fs.names_checkpoint  # no --checkpoint, yet not the embedded KAME-tiny

@@ -25,6 +25,13 @@ from kamevoice.frontend.sampling import SamplingOptions
 # store-true flag left False) sets nothing, so file and environment values stand.
 FLAG_SETTINGS: dict[str, str] = {
     "checkpoint": "frontend.checkpoint",
+    # The published KAME server's flags (`add_published_flags`), with its meaning.
+    "hf_repo": "frontend.hf_repo",
+    "moshi_weight": "frontend.moshi_weight",
+    "mimi_weight": "frontend.mimi_weight",
+    "tokenizer": "frontend.tokenizer",
+    "config_path": "frontend.config_path",
+    "lora_weight": "frontend.lora_weight",
     "device": "frontend.device",
     "dtype": "frontend.dtype",
     "seed": "frontend.seed",
@@ -39,7 +46,9 @@ FLAG_SETTINGS: dict[str, str] = {
     "kb": "llm.knowledge.path",
 }
 # Store-true flags that turn a setting off.
-NEGATED_FLAGS: dict[str, str] = {"no_oracle": "server.oracle"}
+NEGATED_FLAGS: dict[str, str] = {"no_oracle": "server.oracle", "no_fuse_lora": "frontend.fuse_lora"}
+# Store-true flags that set a setting to one value: the published server's --half is float16.
+CONSTANT_FLAGS: dict[str, tuple[str, Any]] = {"half": ("frontend.dtype", "float16")}
 
 
 @dataclass
@@ -75,6 +84,9 @@ def flag_overrides(args: argparse.Namespace | Mapping[str, Any]) -> dict[str, An
     for flag, path in NEGATED_FLAGS.items():
         if values.get(flag):
             put(path, False)
+    for flag, (path, value) in CONSTANT_FLAGS.items():
+        if values.get(flag):
+            put(path, value)
     return nested
 
 
@@ -105,7 +117,14 @@ def load_frontend(settings: Settings, *, load_codec: bool = True) -> tuple[Any, 
 
     fs = resolve(settings).frontend
     apply_cpu_threads(fs.cpu_threads)
-    frontend = loading.load_frontend(fs.checkpoint, device=fs.device, dtype=fs.dtype, load_codec=load_codec)
+    frontend = loading.load_frontend(
+        fs.checkpoint,
+        device=fs.device,
+        dtype=fs.dtype,
+        load_codec=load_codec,
+        overrides=fs.overrides(),
+        fuse_lora=fs.fuse_lora,
+    )
     return frontend, SamplingOptions.from_settings(fs, frontend.files.lm_gen_config, frontend.files.extra)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from kamevoice.data.align import align_text, tokenize_oracles
+from kamevoice.data.align import AlignSettings, align_text, tokenize_oracles
 from kamevoice.data.augment import NO_AUGMENT, AugmentOptions, augment_oracles
 from kamevoice.data.formats import Word, read_oracle_events, read_words
 from kamevoice.data.shard_build import build_shards
@@ -38,13 +38,13 @@ def test_text_alignment_rules():
         Word("B", "two words", 2.04, 2.6),
         Word("B", "late", 2.05, 2.3),
     ]
-    ids, dropped = align_text(words, WordTokenizer(), 40, "B", IDS)
+    ids, dropped = align_text(words, WordTokenizer(), 40, "B", IDS, timing="word_start")
     assert ids[22] == 12  # floor(1.82 / 0.08) = 22
     assert ids[25] == 13 and ids[26] == 15  # 2.04 s -> frame 25; second piece on the next free frame
     assert ids[27] == 14  # "late" starts at frame 25, taken: next free frame
     assert ids[21] == 0 and ids[24] == 0  # end-of-padding on the frame before a piece
     assert ids[23] == 3 and ids[0] == 3 and dropped == 0
-    _, dropped = align_text(words, WordTokenizer(), 26, "B", IDS)
+    _, dropped = align_text(words, WordTokenizer(), 26, "B", IDS, timing="word_start")
     assert dropped == 2
 
 
@@ -56,7 +56,12 @@ def test_published_samples_tokenise_with_hand_checked_frames_and_counts():
         words = read_words(text_file)
         raw = json.loads((SAMPLE_DIR / "oracle_raw" / f"{item}.json").read_text())
         events = tokenize_oracles(
-            read_oracle_events(SAMPLE_DIR / "oracle_raw" / f"{item}.json"), tok, words, 1, "B"
+            read_oracle_events(SAMPLE_DIR / "oracle_raw" / f"{item}.json"),
+            tok,
+            words,
+            1,
+            "B",
+            text="prediction",
         )
         # Independent check on the raw JSON: every channel-1 event is kept, in time order, 80 ms frames.
         raw1 = [e for e in raw if e["channel"] == 1]
@@ -112,7 +117,9 @@ def test_shards_end_to_end_with_resume_and_a_corrupt_item(tmp_path, codec_checkp
         write_finetune_item(data, f"item{i}", 3.0, rate, rng)
     (data / "audio" / "item2.wav").write_bytes(b"RIFF....garbage")
     out = tmp_path / "shards"
-    summary = build_shards(data, out, str(codec_checkpoint), per_shard=1, progress=False)
+    # The test dialogues' oracle events are for speaker B (channel 1).
+    b = AlignSettings(speaker="B")
+    summary = build_shards(data, out, str(codec_checkpoint), align=b, per_shard=1, progress=False)
     assert summary.items == 2 and list(summary.failures) == ["item2"]
     assert "item2.wav" in summary.failures["item2"]
     assert json.loads((out / "summary.json").read_text())["items"] == 2
@@ -120,13 +127,15 @@ def test_shards_end_to_end_with_resume_and_a_corrupt_item(tmp_path, codec_checkp
     ex = read_example(out / "shard-00000.safetensors", "item0")
     assert ex.audio_model.shape == (2, 38) and ex.audio_user.shape == (2, 38)  # 3 s -> 37.5 frames, padded
     assert [o.frame for o in ex.oracles] == [6, 12] and ex.oracles[0].tokens == ex.oracles[1].tokens
-    assert ex.text[15] != 3 and ex.text[14] == 0  # "the" at 1.2 s -> frame 15, end-of-padding before it
+    # "the" at 1.2 s: frame 1.2 // 0.08 = 14 (in floating point, as the published code computes it),
+    # end-of-padding before it.
+    assert ex.text[14] != 3 and ex.text[13] == 0
 
     # Resume: a second run redoes nothing and leaves finished shards untouched.
     stamp = (out / "shard-00000.safetensors").stat().st_mtime_ns
     (data / "audio" / "item2.wav").unlink()
     write_finetune_item(data, "item2", 2.0, 24000, rng)
-    again = build_shards(data, out, str(codec_checkpoint), per_shard=1, progress=False)
+    again = build_shards(data, out, str(codec_checkpoint), align=b, per_shard=1, progress=False)
     assert again.skipped_done == 2 and again.items == 1 and not again.failures
     assert (out / "shard-00000.safetensors").stat().st_mtime_ns == stamp
     index = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
@@ -152,7 +161,8 @@ def test_shards_command(tmp_path, codec_checkpoint):
     data = tmp_path / "data"
     write_finetune_item(data, "one", 2.0, 24000, np.random.default_rng(1))
     out = tmp_path / "shards"
-    assert cli("data", "shards", data, "--out", out, "--checkpoint", codec_checkpoint, "--no-progress") == 0
+    argv = ("data", "shards", data, "--out", out, "--checkpoint", codec_checkpoint, "--no-progress")
+    assert cli(*argv, "--speaker", "B") == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["items"] == 1 and summary["oracle_events"] == 2
     assert cli("data", "shards", data, "--out", out, "--checkpoint", codec_checkpoint, "--no-progress") == 0

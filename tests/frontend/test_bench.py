@@ -34,3 +34,18 @@ def test_bench_frontend_writes_json(tmp_path, capsys):
         assert r["steps"] == 2 and 0 < r["median_ms"] <= r["p99_ms"] and r["realtime_factor"] > 0
     assert "moshi-7b" in report["skipped"]  # no GPU here: said, not silently dropped
     assert "fixture" in capsys.readouterr().out
+
+
+def test_bench_load_builds_loads_and_reports_memory(tmp_path, capsys):
+    """`kamevoice bench load` at a toy size (the issue's 1 GiB run is the benchmark's default):
+    the figures come back, the checkpoint is cleaned up."""
+    out = tmp_path / "load.json"
+    work = tmp_path / "work"
+    assert main(["bench", "load", "--size-gb", "0.05", "--dir", str(work), "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["weights_bytes"] >= 0.05 * 2**30 and figures["device"] == "cpu"
+    assert figures["rss_peak_mb"] >= figures["rss_before_mb"] > 0 and figures["load_s"] > 0
+    ratio = figures["peak_increase_mb"] * 2**20 / figures["weights_bytes"]
+    assert abs(figures["peak_ratio"] - ratio) < 0.01 and figures["met"] == (figures["peak_ratio"] <= 1.2)
+    assert not (work / "checkpoint").exists()
+    assert "x the weights" in capsys.readouterr().out

@@ -11,16 +11,11 @@ from moshi.models.lm import LMModel
 from safetensors.torch import load_file, save_file
 
 from kamevoice.errors import CheckpointError, ConfigError, InputError
-from kamevoice.frontend.checkpoint import (
-    CONFIG_NAME,
-    build_lm,
-    load_lm,
-    parse_config,
-    resolve_checkpoint,
-    save_checkpoint,
-)
+from kamevoice.frontend.checkpoint import CONFIG_NAME, build_lm, parse_config, save_checkpoint
 from kamevoice.frontend.loading import load_frontend
 from kamevoice.frontend.model import ORACLE_KEY
+from kamevoice.frontend.resolve import resolve_checkpoint
+from kamevoice.frontend.weights import load_lm
 from tests.frontend.helpers import SMALL_TEST_LM, small_lm
 
 

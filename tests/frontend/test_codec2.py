@@ -218,8 +218,9 @@ def test_engine_runs_with_codec2(codec):
 
 
 def test_checkpoint_names_codec2(tmp_path, spm_path, codec):
-    from kamevoice.frontend.checkpoint import build_lm, resolve_checkpoint, save_checkpoint
+    from kamevoice.frontend.checkpoint import build_lm, save_checkpoint
     from kamevoice.frontend.loading import load_checkpoint_codec, load_frontend
+    from kamevoice.frontend.resolve import resolve_checkpoint
 
     kwargs = _codec2_lm_kwargs(codec)
     out = save_checkpoint(

@@ -1,4 +1,10 @@
-"""Bit-for-bit compatibility with the upstream tiny-LM fixture (moshi's and KAME's test assets)."""
+"""Bit-for-bit compatibility with the upstream tiny-LM fixture (moshi's and KAME's test assets).
+
+The figures come from the published `LMModel.forward` (SakanaAI/kame `lm.py`), whose oracle input at
+position 0 is the start id: the `kame-forward` layout. The published fine-tuning and inference read
+PAD there instead (the default `kame` layout, docs/kame.md section 3); the last test shows that the
+two differ only by that input.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ import torch
 from moshi.utils.utils import cross_entropy
 from safetensors.torch import load_file
 
-from kamevoice.frontend.checkpoint import build_lm, load_weights, read_state_dict
+from kamevoice.frontend.checkpoint import build_lm
 from kamevoice.frontend.presets import preset
+from kamevoice.frontend.weights import load_weights, read_state_dict
+from kamevoice.oracle.layouts import KAME, KAME_FORWARD
 from tests.conftest import FIXTURES
 
 ASSETS = FIXTURES / "kame_lm"
@@ -20,6 +28,7 @@ def fixture_lm():
     torch.manual_seed(1234)
     model = build_lm(preset("fixture"), dtype=torch.float32)
     load_weights(model, read_state_dict(ASSETS / "test_lm_model.safetensors"), where="fixture")
+    model.oracle_layout = KAME_FORWARD  # the convention of the code that made the figures
     return model.eval()
 
 
@@ -82,3 +91,25 @@ def test_oracle_changes_the_output(fixture_lm, codes):
     # Frame 2's oracle is read at step 3: steps 0-2 are unchanged, step 3 differs.
     assert torch.equal(a[:, :, :3], b[:, :, :3])
     assert not torch.allclose(a[:, :, 3], b[:, :, 3])
+
+
+@torch.no_grad()
+def test_published_training_layout_differs_from_the_forward_pass_only_at_position_0(fixture_lm, codes):
+    """`kame` (training, inference) reads PAD at position 0 where `kame-forward` reads the start id:
+    the same pass, with the start id's oracle embedding replaced by PAD's at step 0."""
+    pad = torch.full((codes.shape[0], codes.shape[2]), fixture_lm.text_ids.pad, dtype=torch.long)
+    forward = fixture_lm(codes, oracle=pad)
+    fixture_lm.oracle_layout = KAME
+    try:
+        published = fixture_lm(codes, oracle=pad)
+        table, ids = fixture_lm.oracle_emb.weight, fixture_lm.text_ids
+        start_row = table[ids.start].clone()
+        # Make the start id embed as PAD does: the forward pass's position 0 becomes the published one.
+        table[ids.start] = table[ids.pad]
+        fixture_lm.oracle_layout = KAME_FORWARD
+        patched = fixture_lm(codes, oracle=pad)
+        table[ids.start] = start_row
+    finally:
+        fixture_lm.oracle_layout = KAME_FORWARD
+    assert not torch.allclose(published.text_logits[:, :, 0], forward.text_logits[:, :, 0])
+    torch.testing.assert_close(published.text_logits, patched.text_logits, rtol=0, atol=0, equal_nan=True)

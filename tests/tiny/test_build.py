@@ -40,6 +40,9 @@ def test_build_makes_a_loadable_codec2_checkpoint(built):
     assert frontend.model.dep_q == 11 and frontend.model.card == 512
     assert frontend.tokenizer.vocab_size() <= frontend.model.text_card
     assert frontend.files.extra["train_step"] == 2
+    # A new build trains, and says it trains, with the published oracle layout; the shipped
+    # KAME-tiny predates it and says kamevoice-v1 (tests/tiny/test_trained_model.py).
+    assert frontend.files.extra["oracle_layout"] == "kame" == frontend.model.oracle_layout.name
     assert frontend.files.lm_gen_config == LM_GEN_CONFIG  # greedy text unless the settings say otherwise
     # ... and oracle following (kamevoice.frontend.policies.oracle_follow), as the shipped checkpoint asks.
     assert frontend.files.extra["oracle_follow_bias"] == DECODING_EXTRA["oracle_follow_bias"] > 0

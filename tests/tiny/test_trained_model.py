@@ -34,6 +34,8 @@ def test_embedded_checkpoint_is_the_published_layout_within_its_limits():
     frontend = load_frontend(checkpoint, device="cpu")
     assert isinstance(frontend.codec, Codec2Codec) and frontend.model.dep_q == 11
     assert frontend.files.extra["oracle_follow_bias"] == DECODING_EXTRA["oracle_follow_bias"]
+    # Trained before kamevoice adopted the published oracle layout: it declares the one it knows.
+    assert frontend.model.oracle_layout.name == "kamevoice-v1"
     info = json.loads(TINY_BUILD_INFO.read_text())
     assert info["stages"]["train"]["train_seconds"] <= info["options"]["train_minutes"] * 60
     kb = [json.loads(line) for line in tiny_knowledge_base().read_text().splitlines()]

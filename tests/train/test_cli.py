@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from kamevoice.cli import main
+from kamevoice.data.align import AlignSettings
 from kamevoice.data.shard_build import build_shards
 from kamevoice.frontend.loading import load_frontend
 from kamevoice.train.logging import read_log
@@ -41,7 +42,8 @@ def test_train_command_end_to_end_then_plot(tmp_path, mimi_checkpoint):
     for i in range(3):
         write_finetune_item(data, f"item{i}", 3.0, 24000, rng, event_times_ms=(500,))
     shards = tmp_path / "shards"
-    summary = build_shards(data, shards, str(mimi_checkpoint), per_shard=2, progress=False)
+    b = AlignSettings(speaker="B")  # the test dialogues' oracle events are for speaker B
+    summary = build_shards(data, shards, str(mimi_checkpoint), align=b, per_shard=2, progress=False)
     assert summary.items == 3 and summary.oracle_events == 3
 
     run = tmp_path / "run"

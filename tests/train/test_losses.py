@@ -77,15 +77,31 @@ def test_terms_by_hand():
 
 def test_weighted_total_by_hand():
     out, codes = _hand_output()
-    w = LossWeights()  # 1, 0.5, 100, 1, text 1, audio 1.5
-    text = (1 * LN2 + 0.5 * math.log(4)) / (1 + 0.5)
+    w = LossWeights()  # 1, 0.5, 100, 1, text 1, audio 1.5; text: the published sum of means
+    # kame_finetune: mean(non-PAD CE) + 0.5 x mean(PAD CE); here one target of each.
+    text = 1 * LN2 / 1 + 0.5 * math.log(4) / 1
     audio = (100 * (LN2 + 2 * math.log(4 / 3)) + 1 * (2 * math.log(4) + LN2)) / (100 * 3 + 3)
     assert float(kame_loss(out, codes, PAD, w)) == pytest.approx(text + 1.5 * audio)
+    mean = LossWeights(text_loss="weighted_mean")  # kamevoice's earlier text term (KAME-tiny's)
+    text_mean = (1 * LN2 + 0.5 * math.log(4)) / (1 + 0.5)
+    assert float(kame_loss(out, codes, PAD, mean)) == pytest.approx(text_mean + 1.5 * audio)
     only_text = LossWeights(audio_weight=0.0, text_pad=0.0)
     assert float(kame_loss(out, codes, PAD, only_text)) == pytest.approx(LN2)
     summary = summarize(loss_terms(out, codes, PAD), w)
     assert summary["loss/acoustic"] == pytest.approx((2 * math.log(4) + LN2) / 3)
     assert summary["acc/semantic"] == 1.0 and summary["acc/text_pad"] == 0.0
+
+
+def test_the_published_text_term_with_unequal_counts():
+    """mean(non-PAD) + 0.5 x mean(PAD): each mean over its own targets, whatever their numbers."""
+    w = LossWeights(audio_weight=0.0)
+    sums = torch.tensor([6.0, 10.0, 0.0, 0.0])
+    counts = torch.tensor([2.0, 5.0, 0.0, 0.0], dtype=torch.float64)
+    assert float(objective(sums, counts, w)) == pytest.approx(6 / 2 + 0.5 * 10 / 5)
+    no_pad = torch.tensor([2.0, 0.0, 0.0, 0.0], dtype=torch.float64)  # a term without targets adds 0
+    assert float(objective(torch.tensor([6.0, 0.0, 0.0, 0.0]), no_pad, w)) == pytest.approx(3.0)
+    mean = LossWeights(audio_weight=0.0, text_loss="weighted_mean")
+    assert float(objective(sums, counts, mean)) == pytest.approx((6 + 0.5 * 10) / (2 + 0.5 * 5))
 
 
 def test_masked_positions_never_reach_the_loss_or_its_gradient():

@@ -2,10 +2,11 @@
 
 The training sample's oracle is laid out by `ShardDataset` (via `layout_oracle`);
 streaming feeds the same events live through `begin_oracle` / `feed_oracle`.
-Step s of the stream reads frame s - 1 (step 0 reads the start id, as
-`KameLM.forward` prepends it), so the ids of steps 1..T must equal the
-training sample's `oracle[0 .. T-1]` (that streaming then computes what
-`forward` computes is `tests/frontend/test_generator.py`'s job).
+Step s of the stream reads frame s - 1 (step 0 reads the layout's initial
+input, as `KameLM.forward` prepends it: PAD in the published layout the run
+trains with), so the ids of steps 1..T must equal the training sample's
+`oracle[0 .. T-1]` (that streaming then computes what `forward` computes is
+`tests/frontend/test_generator.py`'s job).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def test_trained_model_streams_the_oracle_it_was_trained_with(tmp_path, shards, 
                     gen.feed_oracle(handle, event.tokens)
             codes = user[:, min(step, T - 1)][None]  # user tokens (their values do not matter here)
             streamed.append(int(gen.step(codes).oracle[0]))
-    assert streamed[0] == model.text_ids.start
+    ids = model.text_ids
+    assert model.oracle_layout.name == "kame"  # a run without a declared layout trains the published one
+    assert streamed[0] == model.oracle_layout.initial_input(ids) == ids.pad
     assert streamed[1:] == sample["oracle"].tolist()
-    assert streamed.count(model.text_ids.start) == 1 + len(events)
+    assert streamed.count(ids.start) == len(events)

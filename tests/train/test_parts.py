@@ -124,13 +124,18 @@ def test_checkpoints_of_a_run_name_the_codec_of_the_checkpoint_it_started_from(t
     codec = {"codec": "codec2", "codec_mode": 1200}
     ckpt = save_checkpoint(tmp_path / "init", model, dict(TRAIN_TEST_LM), tokenizer=spm_path, extra=codec)
     source = resolve_source(ModelConfig(checkpoint=str(ckpt)))
-    assert source.codec_extra == codec
+    assert source.carried_extra == codec
     out = export_checkpoint(
         tmp_path / "step", model.state_dict(), source, FinetuneConfig(), extra={"train_step": 7}
     )
     saved = resolve_source(ModelConfig(checkpoint=str(out)))
-    assert saved.codec_extra == codec
-    assert json.loads((out / "config.json").read_text())["kamevoice"] == {**codec, "train_step": 7}
+    # The run's checkpoints also say which oracle layout they were trained with (the default here).
+    assert saved.carried_extra == {**codec, "oracle_layout": "kame"}
+    assert json.loads((out / "config.json").read_text())["kamevoice"] == {
+        **codec,
+        "oracle_layout": "kame",
+        "train_step": 7,
+    }
 
 
 def test_yaml_and_toml_configs_read_the_same(tmp_path):

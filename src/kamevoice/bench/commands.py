@@ -68,6 +68,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", default="bench-tiny", help="folder for bench.json and bench.png")
     t.add_argument("--json", action="store_true", help="also print the JSON on stdout")
     t.set_defaults(handler=run_tiny)
+
+    ld = group.add_parser(
+        "load",
+        help="peak memory and time of loading a front-end checkpoint of >= 1 GiB (built here)",
+        description="Write a random-weight checkpoint of at least --size-gb GiB (published layout), load "
+        "it through the real path in a fresh process, and print its resident memory before and at peak "
+        "while loading, against the weights' size (target: at most 1.2 x), and the load time.",
+    )
+    ld.add_argument("--size-gb", type=float, default=1.1, help="GiB of weights at least (default 1.1)")
+    ld.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    ld.add_argument("--device", default="cpu", help="where the weights are loaded (cpu, cuda)")
+    ld.add_argument("--dir", default=None, help="folder for the checkpoint (default: a temporary one)")
+    ld.add_argument("--keep", action="store_true", help="leave the checkpoint on disk")
+    ld.add_argument("--json", metavar="FILE", nargs="?", const="-", help="write JSON (to FILE or stdout)")
+    ld.set_defaults(handler=run_load)
     from kamevoice.bench.train import register_train
 
     register_train(group)
@@ -80,6 +95,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     from kamevoice.bench.doors import register_doors
 
     register_doors(group)
+
+
+def run_load(args: argparse.Namespace) -> int:
+    from kamevoice.bench.checkpoint_load import LoadBenchOptions, as_json, report, run_load_bench
+    from kamevoice.bench.report import write_json
+
+    options = LoadBenchOptions(
+        size_gb=args.size_gb, dtype=args.dtype, device=args.device, work_dir=args.dir, keep=args.keep
+    )
+    figures = run_load_bench(options)
+    print(report(figures))
+    if args.json:
+        write_json(as_json(figures), args.json)
+    return 0
 
 
 def run_tiny(args: argparse.Namespace) -> int:

@@ -129,7 +129,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint", required=True, help="front-end checkpoint whose codec and tokenizer to use"
     )
-    p.add_argument("--speaker", choices=["A", "B"], default="B", help="the speaker the model plays")
+    p.add_argument(
+        "--speaker",
+        choices=["A", "B"],
+        default=None,
+        help="the speaker the model plays (default A, as the published recipe)",
+    )
+    p.add_argument(
+        "--text-timing",
+        choices=["per_character", "word_start"],
+        default=None,
+        help="piece times: per character of the transcript (default, published) or from each word's start",
+    )
+    p.add_argument("--oracle-text", choices=["hint_when_heard", "prediction"], default=None,
+                   help="an event's text: its hint once the turn is heard in full, else its prediction "
+                   "(default, published), or always the prediction")  # fmt: skip
     p.add_argument("--per-shard", type=int, default=256, help="dialogues per shard file")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--no-progress", action="store_true")
@@ -151,10 +165,13 @@ def _report(summary, out: Path) -> int:
 
 
 def _shards(args: argparse.Namespace) -> int:
+    from kamevoice.data.align import AlignSettings
     from kamevoice.data.shard_build import build_shards
 
+    chosen = {"speaker": args.speaker, "text_timing": args.text_timing, "oracle_text": args.oracle_text}
+    align = AlignSettings(**{k: v for k, v in chosen.items() if v is not None})
     summary = build_shards(
-        args.in_dir, args.out, args.checkpoint, model_speaker=args.speaker, per_shard=args.per_shard,
+        args.in_dir, args.out, args.checkpoint, align=align, per_shard=args.per_shard,
         workers=args.workers, progress=not args.no_progress,
     )  # fmt: skip
     print(

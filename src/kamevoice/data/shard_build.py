@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from kamevoice.data.align import AlignSettings
 from kamevoice.data.shards import Example, ShardWriter, encode_example, list_items
 from kamevoice.errors import KameVoiceError
 
@@ -36,12 +37,12 @@ class ShardSummary:
     turns_with_oracle: int = 0
 
 
-def _init_worker(checkpoint: str, model_speaker: str) -> None:
+def _init_worker(checkpoint: str, align: AlignSettings) -> None:
     import torch
 
-    from kamevoice.frontend.checkpoint import resolve_checkpoint
     from kamevoice.frontend.loading import load_checkpoint_codec, load_tokenizer
     from kamevoice.frontend.model import text_ids_for
+    from kamevoice.frontend.resolve import resolve_checkpoint
 
     torch.set_num_threads(1)  # one thread per worker process: the workers are the parallelism
     files = resolve_checkpoint(checkpoint)
@@ -49,7 +50,7 @@ def _init_worker(checkpoint: str, model_speaker: str) -> None:
         codec=load_checkpoint_codec(files),
         tokenizer=load_tokenizer(files.tokenizer),
         text_ids=text_ids_for(files.lm_kwargs),
-        speaker=model_speaker,
+        align=align,
     )
 
 
@@ -62,7 +63,7 @@ def _encode(args: tuple[str, str]) -> tuple[str, Example | None, str | None]:
             _worker["codec"],
             _worker["tokenizer"],
             _worker["text_ids"],
-            _worker["speaker"],
+            _worker["align"],
         )
         return item_id, ex, None
     except (KameVoiceError, OSError, ValueError) as exc:
@@ -73,12 +74,13 @@ def build_shards(
     data_dir: str | Path,
     out_dir: str | Path,
     checkpoint: str,
-    model_speaker: str = "B",
+    align: AlignSettings = AlignSettings(),
     per_shard: int = 256,
     workers: int = 1,
     progress: bool = True,
 ) -> ShardSummary:
-    """Encode every item of `data_dir` into shards under `out_dir`; returns (and writes) a summary."""
+    """Encode every item of `data_dir` into shards under `out_dir`; returns (and writes) a summary.
+    `align`: whom the model plays and how words and oracles are laid out (published by default)."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     writer = ShardWriter(out_dir, per_shard)
     summary = ShardSummary()
@@ -92,11 +94,11 @@ def build_shards(
     bar = tqdm(total=len(todo), desc="shards", unit="item", disable=not progress)
     results = []
     if workers <= 1:
-        _init_worker(checkpoint, model_speaker)
+        _init_worker(checkpoint, align)
         results = map(_encode, todo)
         pool = None
     else:
-        pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(checkpoint, model_speaker))
+        pool = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(checkpoint, align))
         results = pool.map(_encode, todo, chunksize=4)
     try:
         for item_id, example, error in results:

@@ -26,7 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from kamevoice.data.align import TokenizedOracle, align_text, tokenize_oracles
+from kamevoice.data.align import AlignSettings, TokenizedOracle, align_text, tokenize_oracles
 from kamevoice.data.augment import AugmentOptions, augment_oracles
 from kamevoice.data.formats import (
     FormatError,
@@ -76,10 +76,12 @@ def encode_example(
     codec: AudioCodec,
     tokenizer: TextTokenizer,
     text_ids: TextIds,
-    model_speaker: str = "B",
+    align: AlignSettings = AlignSettings(),
 ) -> Example:
     """Read `text/ID.json`, `audio/ID.wav` and (if present) `oracle_raw/ID.json`; tokenise all of it
-    (`text_ids`: the special ids of the model the shards are for)."""
+    (`text_ids`: the special ids of the model the shards are for; `align`: whom the model plays and
+    how words and oracles go on the frame grid, the published recipe by default)."""
+    model_speaker = align.speaker
     words = read_words(data_dir / "text" / f"{item_id}.json")
     audio, rate = read_stereo_wav(data_dir / "audio" / f"{item_id}.wav")
     if audio.shape[1] != 2:
@@ -89,11 +91,12 @@ def encode_example(
     pcm = torch.from_numpy(np.ascontiguousarray(audio.T))[:, None, :]  # [2, 1, samples]
     codes = codec.encode(pcm).cpu().numpy().astype(np.int16)  # [2, K, T]
     num_frames = codes.shape[-1]
-    text, _ = align_text(words, tokenizer, num_frames, model_speaker, text_ids)
+    text, _ = align_text(words, tokenizer, num_frames, model_speaker, text_ids, timing=align.text_timing)
     oracle_path = data_dir / "oracle_raw" / f"{item_id}.json"
     oracles = []
     if oracle_path.exists():
-        oracles = tokenize_oracles(read_oracle_events(oracle_path), tokenizer, words, channel, model_speaker)
+        raw = read_oracle_events(oracle_path)
+        oracles = tokenize_oracles(raw, tokenizer, words, channel, model_speaker, text=align.oracle_text)
     return Example(item_id, text.astype(np.int32), codes[channel], codes[1 - channel], oracles)
 
 

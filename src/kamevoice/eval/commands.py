@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from kamevoice.frontend.flags import add_published_flags
+
 NO_JUDGE = (
     "no judge configured (--judge-base-url / --judge-provider / --judge-model): reporting latency and the "
     "knowledge-word metric only"
@@ -44,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", help="front-end checkpoint (default: settings, else KAME-tiny)")
     p.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
+    add_published_flags(p)
     p.add_argument("--seed", type=int, default=None, help="sampling seed (default: settings frontend.seed)")
     p.add_argument("--realtime", action="store_true", help="wall clock instead of the virtual clock")
     p.add_argument(

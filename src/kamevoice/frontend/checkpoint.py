@@ -1,18 +1,17 @@
-"""Checkpoints in the published Moshi/KAME layout, from a hub repo id or a local directory.
+"""Checkpoints in the published Moshi/KAME layout: their configuration, and writing them.
 
 Layout (`kyutai/moshiko-pytorch-bf16`, `SakanaAI/kame`): a `config.json`
-naming the LM weights (`moshi_name`, safetensors), the codec weights
-(`mimi_name`), the text tokenizer (`tokenizer_name`), optional generation
-settings (`lm_gen_config`), and the LM constructor arguments as the other
-top-level keys. A repo without `config.json` is the original Moshi 7B.
+naming the LM weights (`moshi_name`), the codec weights (`mimi_name`), the text
+tokenizer (`tokenizer_name`), optional LoRA adapters (`lora_name`), optional
+generation settings (`lm_gen_config`, `kamevoice.frontend.lm_gen`), our own
+`kamevoice` section, and the LM constructor arguments as the other top-level
+keys. A repo without `config.json` is the original Moshi 7B; a kame_finetune
+output holds `model.safetensors` and `moshi_lm_kwargs.json` (the LM arguments
+alone). Finding the files is `kamevoice.frontend.resolve`; reading the weights
+`kamevoice.frontend.weights`.
 
 Weights saved by kamevoice use exactly the published key names (Moshi's plus
-`oracle_emb.weight`). A Moshi checkpoint, which has no `oracle_emb`, loads
-with `oracle_emb` copied from `text_emb`.
-
-Every failure names the file and what was expected: a missing file, a
-truncated or unreadable safetensors file, a tensor of the wrong shape (a
-checkpoint of another architecture), unknown or missing config keys.
+`oracle_emb.weight`). Every failure names the file and what was expected.
 """
 
 from __future__ import annotations
@@ -20,33 +19,33 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from moshi.models import loaders
 from moshi.modules.transformer import StreamingTransformer, StreamingTransformerLayer
-from safetensors import safe_open
 from safetensors.torch import save_file
 
-from kamevoice.errors import CheckpointError, ConfigError
+from kamevoice.errors import ConfigError
+from kamevoice.frontend.lm_gen import check_lm_gen_config
 from kamevoice.frontend.model import ORACLE_KEY, KameLM, lm_argument_names
+from kamevoice.oracle.layouts import layout_of
 
 CONFIG_NAME = "config.json"
+# kame_finetune's output (`MoshiForFinetuning.save_pretrained`, `tools/clean_moshi.py`): the LM
+# constructor arguments alone, next to `model.safetensors`.
+FINETUNE_KWARGS_NAME = "moshi_lm_kwargs.json"
+# The published server's base repo (`--hf-repo`'s default): Moshi's tokenizer and Mimi live there.
+DEFAULT_REPO = "kyutai/moshiko-pytorch-bf16"
 
 # Keys of config.json that name files or settings rather than LM constructor arguments.
 FILE_KEYS = ("moshi_name", "mimi_name", "tokenizer_name", "mimi_config_name", "lora_name")
 META_KEYS = ("model_type", "lm_gen_config", "tts_config", "stt_config", "model_id", "kamevoice")
 # Keys the moshi loader accepts but drops or renames before building the LM.
 _LOADER_KEYS = ("depformer_causal", "demux_second_stream", "lora", "lora_rank", "lora_scaling")
-# Sampling settings a config.json may carry in lm_gen_config (Moshi's LMGen names).
-LM_GEN_KEYS = ("temp", "temp_text", "top_k", "top_k_text", "use_sampling", "cfg_coef")
 # LM arguments without which the architecture is undefined (Moshi's defaults are not Moshi's sizes).
 REQUIRED_LM_KEYS = ("dim", "text_card", "card", "n_q", "dep_q", "num_heads", "num_layers", "delays")
-
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def _transformer_argument_names() -> frozenset[str]:
@@ -77,6 +76,27 @@ class CheckpointFiles:
     lm_gen_config: dict[str, Any] = field(default_factory=dict)
     model_type: str = "moshi"
     extra: dict[str, Any] = field(default_factory=dict)  # our own `kamevoice` section (codec kind, ...)
+    lora_weights: Path | None = None  # LoRA adapters (`lora_name`, `--lora-weight`)
+    kind: str = "config.json"  # how the checkpoint describes itself: config.json, kame_finetune, moshi-7b
+    codec_missing: str = ""  # why `codec_weights` is None and how to supply it ("" if found or none named)
+
+
+@dataclass(frozen=True)
+class CheckpointOverrides:
+    """Files named apart from the checkpoint, as the published server's flags name them (each a
+    local path, `file://` path or `hf://OWNER/REPO/PATH`; None: the checkpoint's own)."""
+
+    base_repo: str | None = None  # --hf-repo: the checkpoint if none is named; tokenizer/codec fallback
+    lm_weights: str | None = None  # --moshi-weight
+    codec_weights: str | None = None  # --mimi-weight
+    tokenizer: str | None = None  # --tokenizer
+    config: str | None = None  # --config-path (a config.json or a moshi_lm_kwargs.json)
+    lora_weights: str | None = None  # --lora-weight
+
+    @property
+    def any(self) -> bool:
+        """Whether anything is named."""
+        return any(getattr(self, name) for name in self.__dataclass_fields__)
 
 
 def parse_config(raw: Any, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -99,97 +119,12 @@ def parse_config(raw: Any, where: str) -> tuple[dict[str, Any], dict[str, Any]]:
     delays, n_q = lm_kwargs["delays"], lm_kwargs["n_q"]
     if not isinstance(delays, list) or len(delays) != n_q + 1:
         raise ConfigError(f"{where}: 'delays' must list n_q + 1 = {n_q + 1} integers, got {delays!r}")
-    gen = meta.get("lm_gen_config", {})
-    if not isinstance(gen, dict) or any(k not in LM_GEN_KEYS for k in gen):
-        bad = sorted(set(gen) - set(LM_GEN_KEYS)) if isinstance(gen, dict) else gen
-        raise ConfigError(f"{where}: lm_gen_config has unknown key(s) {bad}; known: {', '.join(LM_GEN_KEYS)}")
+    check_lm_gen_config(meta.get("lm_gen_config", {}), where)
+    extra = meta.get("kamevoice", {})
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{where}: 'kamevoice' must be a JSON object, got {type(extra).__name__}")
+    layout_of(extra, where)
     return meta, lm_kwargs
-
-
-def resolve_checkpoint(source: str | Path, revision: str | None = None) -> CheckpointFiles:
-    """Find a checkpoint's files: a local directory, or a hub repo id (downloaded through huggingface_hub)."""
-    path = Path(source)
-    if path.is_dir():
-        fetch = _local_fetcher(path)
-    elif isinstance(source, str) and _HUB_ID.match(source) and not path.exists():
-        fetch = _hub_fetcher(source, revision)
-    else:
-        raise CheckpointError(
-            f"checkpoint '{source}' is neither a local directory nor a hub repo id (owner/name)"
-        )
-    config_path = fetch(CONFIG_NAME, required=False)
-    if config_path is None:
-        # The original Moshi 7B repos carry no config.json: moshi's defaults describe them.
-        meta, lm_kwargs = {}, dict(loaders._lm_kwargs)
-    else:
-        try:
-            raw = json.loads(config_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{config_path}: not valid JSON ({exc})") from exc
-        meta, lm_kwargs = parse_config(raw, str(config_path))
-    lm_weights = fetch(meta.get("moshi_name", loaders.MOSHI_NAME))
-    tokenizer = fetch(meta.get("tokenizer_name", loaders.TEXT_TOKENIZER_NAME))
-    codec_name = meta.get("mimi_name", loaders.MIMI_NAME)
-    codec_weights = fetch(codec_name, required=False) if codec_name else None
-    codec_config = None
-    if meta.get("mimi_config_name"):
-        config_file = fetch(meta["mimi_config_name"])
-        try:
-            codec_config = json.loads(config_file.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{config_file}: not valid JSON ({exc})") from exc
-    return CheckpointFiles(
-        source=str(source),
-        lm_weights=lm_weights,
-        tokenizer=tokenizer,
-        codec_weights=codec_weights,
-        lm_kwargs=lm_kwargs,
-        codec_config=codec_config,
-        lm_gen_config=dict(meta.get("lm_gen_config", {})),
-        model_type=meta.get("model_type", "moshi"),
-        extra=dict(meta.get("kamevoice", {})),
-    )
-
-
-def _local_fetcher(root: Path):
-    def fetch(name: str, required: bool = True) -> Path | None:
-        candidate = Path(name) if Path(name).is_absolute() else root / name
-        if candidate.is_file():
-            return candidate
-        if required:
-            raise CheckpointError(f"checkpoint {root}: file '{name}' is missing (named by {CONFIG_NAME})")
-        return None
-
-    return fetch
-
-
-def _hub_fetcher(repo: str, revision: str | None):
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    def fetch(name: str, required: bool = True) -> Path | None:
-        try:
-            return Path(hf_hub_download(repo, name, revision=revision))
-        except EntryNotFoundError as exc:
-            if required:
-                raise CheckpointError(f"hub repo {repo}: file '{name}' does not exist") from exc
-            return None
-        except Exception as exc:  # offline, unknown repo, auth: all end the same way for the user
-            raise CheckpointError(f"hub repo {repo}: cannot fetch '{name}': {exc}") from exc
-
-    return fetch
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file; a truncated or foreign file gives an error naming it."""
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
-    except Exception as exc:
-        size = path.stat().st_size if path.exists() else 0
-        raise CheckpointError(
-            f"{path}: not a readable safetensors file ({size} bytes; truncated or corrupt?): {exc}"
-        ) from exc
 
 
 def build_lm(lm_kwargs: dict[str, Any], device: str | torch.device = "cpu", dtype=torch.float32) -> KameLM:
@@ -198,62 +133,12 @@ def build_lm(lm_kwargs: dict[str, Any], device: str | torch.device = "cpu", dtyp
     kwargs.pop("depformer_causal", None)
     if "demux_second_stream" in kwargs:
         kwargs["demux_second_text_stream"] = kwargs.pop("demux_second_stream")
-    for key in ("lora", "lora_rank", "lora_scaling"):
-        if kwargs.pop(key, None):
-            raise ConfigError("LoRA checkpoints are not supported yet: merge the LoRA weights first")
+    for key in ("lora", "lora_rank", "lora_scaling"):  # LoRA adapters: `weights.load_lm` adds them
+        kwargs.pop(key, None)
     try:
         return KameLM(device=device, dtype=dtype, **kwargs)
     except (TypeError, AssertionError, ValueError) as exc:
         raise ConfigError(f"LM configuration rejected by moshi: {exc}") from exc
-
-
-def load_lm(files: CheckpointFiles, device: str | torch.device = "cpu", dtype=torch.float32) -> KameLM:
-    """Build the LM described by `files` and load its weights, checking every tensor."""
-    state = read_state_dict(files.lm_weights)
-    model = build_lm(files.lm_kwargs, device="meta", dtype=dtype)
-    load_weights(model, state, where=str(files.lm_weights), device=device)
-    return model.eval()
-
-
-def load_weights(
-    model: KameLM, state: dict[str, torch.Tensor], where: str, device: str | torch.device = "cpu"
-) -> None:
-    """Load a (Moshi or KAME) state dict into `model`, copying text_emb into oracle_emb if absent."""
-    state = dict(state)
-    if not any(k.startswith("oracle_emb.") for k in state):
-        for key in [k for k in state if k.startswith("text_emb.")]:
-            state["oracle_emb." + key.removeprefix("text_emb.")] = state[key].clone()
-    dtype = model.text_emb.weight.dtype
-    for key, value in state.items():
-        if value.dtype.is_floating_point:
-            state[key] = value.to(device=device, dtype=dtype)
-        else:
-            state[key] = value.to(device=device)
-    expected = model.state_dict()
-    try:
-        result = model.load_state_dict(state, strict=False, assign=True)
-    except RuntimeError as exc:
-        # Size mismatches: a checkpoint of another architecture. Name the first tensor clearly.
-        for key, value in state.items():
-            if key in expected and tuple(expected[key].shape) != tuple(value.shape):
-                raise CheckpointError(
-                    f"{where}: tensor '{key}' has shape {list(value.shape)}, but the configuration expects "
-                    f"{list(expected[key].shape)} (a checkpoint of another architecture?)"
-                ) from exc
-        raise CheckpointError(f"{where}: weights do not fit the configuration: {exc}") from exc
-    if result.missing_keys:
-        raise CheckpointError(
-            f"{where}: {len(result.missing_keys)} tensor(s) missing, e.g. '{result.missing_keys[0]}'"
-        )
-    if result.unexpected_keys:
-        raise CheckpointError(
-            f"{where}: {len(result.unexpected_keys)} unexpected tensor(s), "
-            f"e.g. '{result.unexpected_keys[0]}' "
-            "(a checkpoint of another architecture?)"
-        )
-    leftover = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if p.is_meta]
-    if leftover:
-        raise CheckpointError(f"{where}: no value for '{leftover[0]}'")
 
 
 def save_checkpoint(

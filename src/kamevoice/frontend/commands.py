@@ -38,8 +38,10 @@ def run_info(args: argparse.Namespace) -> int:
     frontend = load_frontend(args.checkpoint, device=args.device, load_codec=False)
     model, files = frontend.model, frontend.files
     params = sum(p.numel() for p in model.parameters())
-    print(f"checkpoint   {files.source}")
-    print(f"lm weights   {files.lm_weights}")
+    print(f"checkpoint   {files.source} ({files.kind})")
+    print(
+        f"lm weights   {files.lm_weights}" + (f" + LoRA {files.lora_weights}" if files.lora_weights else "")
+    )
     print(f"tokenizer    {files.tokenizer} ({frontend.tokenizer.vocab_size()} pieces)")
     print(f"codec        {files.codec_weights or '-'}")
     print(f"parameters   {params / 1e6:.1f} M ({model.dtype})")
@@ -49,6 +51,8 @@ def run_info(args: argparse.Namespace) -> int:
     )
     print(f"delays       {model.delays}")
     print(f"generation   {files.lm_gen_config or 'defaults'}")
+    layout = model.oracle_layout
+    print(f"oracle       layout {layout.name} (step 0 reads {layout.first}, order {layout.order})")
     return 0
 
 

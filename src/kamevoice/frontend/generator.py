@@ -22,7 +22,8 @@ message carries the slot's *generation*; messages from a conversation that has
 since stopped are stale and dropped (the cancel-scope pattern).
 
 The oracle reaches the model through `LMGen`'s per-step sum condition, exactly as
-`KameLM.forward` passes it in the batch pass. Decoding policies
+`KameLM.forward` passes it in the batch pass, and follows the model's oracle layout
+(`kamevoice.oracle.layouts`): what step 0 reads and where the embedding is summed. Decoding policies
 (`kamevoice.frontend.policies`) run through one protocol at fixed points of each
 step; this module is the only one that attaches to moshi's hooks. The caller's
 policies run first (forcing ones), then oracle following when the sampling asks
@@ -46,7 +47,7 @@ from kamevoice.frontend.policies import DecodingPolicy
 from kamevoice.frontend.policies.oracle_follow import OracleFollower
 from kamevoice.frontend.rows import SHRINK_AFTER_STEPS, carry_rows, rows_for
 from kamevoice.frontend.sampling import SamplingOptions
-from kamevoice.oracle.timeline import OracleTimeline
+from kamevoice.oracle.timeline import LateTokens, OracleTimeline
 
 # (old_row, new_row) of every live conversation across a resize.
 RowMoves = list[tuple[int, int]]
@@ -108,6 +109,9 @@ class BatchedGenerator:
         policies: Sequence[DecodingPolicy] = (),
         on_resize: Callable[[int, RowMoves], None] | None = None,
     ):
+        """`sampling.late_oracle` says what becomes of an oracle token that arrives after its
+        frame (`kamevoice.oracle.timeline.LateTokens`); `sampling.lm_gen` holds further `LMGen`
+        keywords of the checkpoint's `lm_gen_config` (`kamevoice.frontend.lm_gen`)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
@@ -116,6 +120,8 @@ class BatchedGenerator:
         self.record_text_logits = record_text_logits
         self.on_resize = on_resize
         self.oracle_ids = model.text_ids
+        self.layout = model.oracle_layout
+        self.late_oracle: LateTokens = sampling.late_oracle
         self.policies: list[DecodingPolicy] = list(policies)
         if sampling.oracle_follow_bias > 0:
             self.policies.append(OracleFollower(batch_size, sampling.oracle_follow_bias, self.oracle_ids))
@@ -131,8 +137,9 @@ class BatchedGenerator:
             on_text_hook=self._on_text,
             on_text_logits_hook=self._on_text_logits if self.policies or record_text_logits else None,
             on_audio_hook=self._on_audio if self.policies else None,
+            **dict(sampling.lm_gen),
         )
-        self._slots = [_Slot(OracleTimeline(self.oracle_ids)) for _ in range(batch_size)]
+        self._slots = [_Slot(self._new_timeline()) for _ in range(batch_size)]
         self.row_slots: list[int] = []  # per row: the slot it serves, -1 for an idle row
         self.resizes = 0  # how often the batch was rebuilt (for the benchmarks)
         self._half_empty_steps = 0
@@ -193,7 +200,7 @@ class BatchedGenerator:
         state.row = row
         state.generation += 1
         state.steps = 0
-        state.timeline = OracleTimeline(self.oracle_ids)
+        state.timeline = self._new_timeline()
         state.inbox.clear()
         for policy in self.policies:
             policy.reset(slot)
@@ -279,13 +286,18 @@ class BatchedGenerator:
 
         oracle = torch.full((self.rows,), self.oracle_ids.pad, dtype=torch.long)
         steps = [-1] * self.rows
+        fixed_first = self.layout.fixed_step0_input(self.oracle_ids)
         for row, slot_id in enumerate(self.row_slots):
             if slot_id < 0:
                 continue
             slot = self._slots[slot_id]
             self._drain_inbox(slot)
-            # Step 0 reads the start id, as text does; step s reads the id of frame s - 1.
-            oracle[row] = self.oracle_ids.start if slot.steps == 0 else slot.timeline.next_id()
+            # Step s reads the id of frame s - 1: step 0 reads frame -1 of the timeline, or the
+            # start id in layouts that fix it (`kamevoice.oracle.layouts`).
+            if slot.steps == 0 and fixed_first is not None:
+                oracle[row] = fixed_first
+            else:
+                oracle[row] = slot.timeline.next_id()
             for policy in self.policies:
                 policy.read_oracle(slot_id, slot.steps, int(oracle[row]))
             steps[row] = slot.steps
@@ -347,6 +359,9 @@ class BatchedGenerator:
         self._sync_exec_mask()
         if self.on_resize is not None:
             self.on_resize(rows, moves)
+
+    def _new_timeline(self) -> OracleTimeline:
+        return self.layout.timeline(self.oracle_ids, late=self.late_oracle)
 
     def _streaming_states(self) -> dict:
         # LMGen streams its model as a detached child: the model's state is not in LMGen's.

@@ -9,10 +9,12 @@ import sentencepiece
 import torch
 
 from kamevoice.errors import CheckpointError
-from kamevoice.frontend.checkpoint import CheckpointFiles, load_lm, resolve_checkpoint
+from kamevoice.frontend.checkpoint import CheckpointFiles, CheckpointOverrides
 from kamevoice.frontend.codec import AudioCodec, MimiCodec
 from kamevoice.frontend.device import resolve_device, resolve_dtype
 from kamevoice.frontend.model import KameLM
+from kamevoice.frontend.resolve import resolve_checkpoint
+from kamevoice.frontend.weights import load_lm
 
 
 @dataclass
@@ -39,16 +41,20 @@ def load_tokenizer(path: str | Path) -> sentencepiece.SentencePieceProcessor:
 
 
 def load_frontend(
-    source: str | Path,
+    source: str | Path | None,
     device: str = "auto",
     dtype: str = "auto",
     load_codec: bool = True,
     revision: str | None = None,
+    overrides: CheckpointOverrides | None = None,
+    fuse_lora: bool = True,
 ) -> Frontend:
-    """Resolve, check and load a checkpoint (local directory or hub repo id)."""
-    files = resolve_checkpoint(source, revision=revision)
+    """Resolve, check and load a checkpoint (local directory or hub repo id; None: the base repo
+    of `overrides`), its parts as `overrides` name them; LoRA adapters merged unless `fuse_lora`
+    is False. The LM's weights go straight to `device` (`kamevoice.frontend.weights`)."""
+    files = resolve_checkpoint(source, revision=revision, overrides=overrides)
     torch_device = resolve_device(device)
-    model = load_lm(files, device=torch_device, dtype=resolve_dtype(dtype, torch_device))
+    model = load_lm(files, device=torch_device, dtype=resolve_dtype(dtype, torch_device), fuse_lora=fuse_lora)
     tokenizer = load_tokenizer(files.tokenizer)
     if tokenizer.vocab_size() > model.text_card:
         raise CheckpointError(
@@ -71,7 +77,9 @@ def load_checkpoint_codec(files: CheckpointFiles, device: str | torch.device = "
     if kind != "mimi":
         raise CheckpointError(f"checkpoint {files.source}: unknown codec {kind!r} (known: mimi, codec2)")
     if files.codec_weights is None:
-        raise CheckpointError(f"checkpoint {files.source}: no codec weights (config.json 'mimi_name')")
+        raise CheckpointError(
+            files.codec_missing or f"checkpoint {files.source}: no codec weights (config.json 'mimi_name')"
+        )
     n_q, dep_q = files.lm_kwargs["n_q"], files.lm_kwargs["dep_q"]
     return MimiCodec.load(
         files.codec_weights, num_codebooks=max(dep_q, n_q - dep_q), device=device, config=files.codec_config

@@ -6,15 +6,19 @@ temporal transformer's input, next to the text-token embedding. The depth
 transformer and every output head are Moshi's, untouched.
 
 We extend `moshi.models.lm.LMModel` rather than fork it. Moshi's
-`forward_text(sequence, sum_condition, ...)` already adds a per-position
-`sum_condition` `[B, S, dim]` to the summed embeddings; the oracle embedding
-travels through exactly that argument, both in the batch forward pass here and
-in streaming (see `kamevoice.frontend.generator`), so both compute the same
-sum in the same order.
+`forward_text(sequence, sum_condition, ...)` takes a per-position
+`sum_condition` `[B, S, dim]`; the oracle embedding travels through exactly that
+argument, both in the batch forward pass here and in streaming (see
+`kamevoice.frontend.generator`), so both compute the same sum in the same order.
+KAME checkpoints have no condition fuser, so the argument is the oracle's alone.
+Where it is summed follows the model's `oracle_layout`
+(`kamevoice.oracle.layouts`): the published `audio + (text + oracle)` by
+default, moshi's `(audio + text) + oracle` for checkpoints trained that way.
 
 Oracle ids are given in *frame* coordinates, like the text stream of `codes`:
 `oracle[b, t]` is input together with `codes[b, 0, t]` (the text token of
-frame t), i.e. at step t + 1; step 0 sees the start id, as for text.
+frame t), i.e. at step t + 1; step 0 reads the layout's initial input (the
+published layout: PAD; `kamevoice-v1`: the start id, as for text).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from moshi.models.lm_utils import ScaledEmbedding, _delay_sequence, _undelay_seq
 
 from kamevoice.errors import InputError
 from kamevoice.oracle.ids import TextIds
+from kamevoice.oracle.layouts import DEFAULT_LAYOUT, OracleLayout
 
 # The one state-dict key KAME adds to Moshi's (the published checkpoint's name).
 ORACLE_KEY = "oracle_emb.weight"
@@ -45,10 +50,13 @@ class KameLM(LMModel):
 
     The oracle table starts as a copy of `text_emb`, which is how KAME
     initialises fine-tuning from Moshi and how a plain Moshi checkpoint loads.
+    `oracle_layout` is the convention the checkpoint was trained with (set by the
+    loaders from config.json; the published one by default).
     """
 
     def __init__(self, **lm_kwargs: Any):
         super().__init__(**lm_kwargs)
+        self.oracle_layout: OracleLayout = DEFAULT_LAYOUT
         device, dtype = self.text_emb.weight.device, self.text_emb.weight.dtype
         self.oracle_emb = ScaledEmbedding(
             self.text_card + 1,
@@ -126,13 +134,42 @@ class KameLM(LMModel):
         if tuple(oracle.shape) != (B, T):
             raise InputError(f"oracle: expected shape ({B}, {T}) to match codes, got {tuple(oracle.shape)}")
         self.check_oracle_ids(oracle)
-        # Step s sees the oracle id of frame s - 1; step 0 sees the start id, as text does.
-        start = torch.full((B, 1), self.text_ids.start, dtype=oracle.dtype, device=oracle.device)
-        oracle_inputs = torch.cat([start, oracle[:, :-1]], dim=1)  # [B, T]
+        # Step s reads the oracle id of frame s - 1; step 0 the layout's initial input.
+        initial = self.oracle_layout.initial_input(self.text_ids)
+        first = torch.full((B, 1), initial, dtype=oracle.dtype, device=oracle.device)
+        oracle_inputs = torch.cat([first, oracle[:, :-1]], dim=1)  # [B, T]
         oracle_sum = self.oracle_condition(oracle_inputs)  # [B, T, dim]
         if text_only:
             return self._forward_text_only(codes, condition_tensors, oracle_sum)
         return self._forward_with_sum(codes, condition_tensors, oracle_sum)
+
+    def forward_text(
+        self,
+        sequence: torch.Tensor,
+        sum_condition: torch.Tensor | None = None,
+        cross_attention_src: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Moshi's `forward_text`, with the sum condition (the oracle embedding) added where the
+        layout puts it: to the text embedding before the audio embeddings (`text_first`, the
+        published order), else after both (moshi's own order)."""
+        if sum_condition is None or not self.oracle_layout.text_first:
+            return super().forward_text(sequence, sum_condition, cross_attention_src)
+        if sequence.shape[1] != self.num_codebooks:
+            raise InputError(f"sequence: expected {self.num_codebooks} streams, got {tuple(sequence.shape)}")
+        audio = None
+        for cb_index in range(self.num_audio_codebooks):
+            emb = self.emb[cb_index](sequence[:, cb_index + self.audio_offset])
+            audio = emb if audio is None else audio + emb
+        text = self.text_emb(sequence[:, 0])
+        text = text + sum_condition.to(text)
+        input_ = text if audio is None else audio + text
+        if cross_attention_src is not None:
+            cross_attention_src = cross_attention_src.to(input_)
+        out = self.transformer(input_, cross_attention_src=cross_attention_src)
+        if self.out_norm:
+            out = self.out_norm(out)
+        text_logits = self.text_linear(out)[:, None]
+        return out, text_logits
 
     def _forward_text_only(
         self, codes: torch.Tensor, condition_tensors: Any, extra_sum: torch.Tensor

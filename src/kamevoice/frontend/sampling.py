@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kamevoice.errors import ConfigError
+from kamevoice.frontend.lm_gen import passed_keywords
+from kamevoice.oracle.timeline import LateTokens
 
 # Sampling settings (`FrontendSettings` names) and the `lm_gen_config` keys (Moshi's) they read.
 _LM_GEN_NAMES = {
@@ -28,6 +30,12 @@ class SamplingOptions:
     text_top_k: int = 25
     # Oracle following (`frontend.policies.oracle_follow`): logit bias toward the oracle's next piece.
     oracle_follow_bias: float = 0.0
+    # An oracle token that arrives after its frame: placed at the next free frame (kamevoice) or
+    # dropped (the published code); `kamevoice.oracle.timeline`.
+    late_oracle: LateTokens = "next_free"
+    # Further `LMGen` keywords from the checkpoint's `lm_gen_config`, as (name, value) pairs
+    # (`kamevoice.frontend.lm_gen.PASSED_KEYWORDS`).
+    lm_gen: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
     def from_settings(
@@ -59,4 +67,10 @@ class SamplingOptions:
             else type(getattr(settings, name))(gen[key])
             for name, key in _LM_GEN_NAMES.items()
         }
-        return cls(greedy=values["temperature"] == 0, oracle_follow_bias=float(follow), **values)
+        return cls(
+            greedy=values["temperature"] == 0,
+            oracle_follow_bias=float(follow),
+            late_oracle=getattr(settings, "late_oracle_tokens", "next_free"),
+            lm_gen=passed_keywords(gen),
+            **values,
+        )

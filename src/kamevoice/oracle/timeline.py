@@ -4,7 +4,9 @@ docs/kame.md section 3. A new oracle *begins* at frame f0: f0 gets the start id,
 then every following frame gets the oracle's next token, PAD when none is
 ready. The newest oracle wins: a new begin discards whatever the old one had
 not yet placed. A token that is not available when its ideal frame comes is
-placed at the next free frame (never dropped) and its lateness is counted.
+placed at the next free frame (never dropped) and its lateness is counted;
+`late="drop"` drops it instead, as the published streaming code does (docs/kame.md
+section 9, defect 3); the two agree whenever every token arrives in time.
 
 The rule lives in `OracleTimeline`, a frame-by-frame state machine. Streaming
 drives it live (tokens arrive from the LLM between frames). Data building and
@@ -14,6 +16,8 @@ code's defect 4, docs/kame.md section 9).
 
 Frames here are *frame coordinates* of the text stream: the id of frame t is
 what the model reads together with the text token of frame t, at step t + 1.
+A streaming timeline may start at frame -1, the one step 0 reads, when the
+checkpoint's layout reads step 0 from the timeline (`kamevoice.oracle.layouts`).
 """
 
 from __future__ import annotations
@@ -21,10 +25,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from kamevoice.oracle.ids import TextIds
+
+# What becomes of a token that arrives after its frame has passed: placed at the next free frame
+# (kamevoice), or dropped (the published streaming code).
+LateTokens = Literal["next_free", "drop"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,7 @@ class TimelineStats:
     late_frames: int = 0  # sum of their delays, in frames
     max_late_frames: int = 0
     superseded: int = 0  # tokens discarded because a newer oracle began first
+    dropped: int = 0  # tokens dropped because they came after their frame (late="drop" only)
 
 
 @dataclass
@@ -68,11 +78,12 @@ class OracleTimeline:
     """
 
     ids: TextIds
-    frame: int = 0  # the next frame whose id `next_id` will return
+    frame: int = 0  # the next frame whose id `next_id` will return (-1: the one step 0 reads)
     stats: TimelineStats = field(default_factory=TimelineStats)
+    late: LateTokens = "next_free"  # what becomes of a token that arrives after its frame
     _queue: deque[int] = field(default_factory=deque)
     _begin_pending: bool = False
-    _oracle_start: int = -1  # frame f0 of the current oracle
+    _oracle_start: int | None = None  # frame f0 of the current oracle (None: none has begun)
     _next_index: int = 0  # index within the current oracle of the next token to place
 
     def begin(self) -> int:
@@ -87,7 +98,7 @@ class OracleTimeline:
 
     def feed(self, tokens: Iterable[int]) -> None:
         """Append tokens of the current oracle (ignored, and counted, if none has begun)."""
-        if self._oracle_start < 0:
+        if self._oracle_start is None:
             self.stats.superseded += sum(1 for _ in tokens)
             return
         self._queue.extend(int(t) for t in tokens)
@@ -99,9 +110,18 @@ class OracleTimeline:
         if self._begin_pending:
             self._begin_pending = False
             return self.ids.start
+        if self.late == "drop" and self._oracle_start is not None:
+            # The published rule: token i of an oracle begun at f0 is read at frame f0 + 1 + i
+            # if it has arrived by then, else never.
+            due = frame - self._oracle_start - 1
+            while self._queue and self._next_index < due:
+                self._queue.popleft()
+                self._next_index += 1
+                self.stats.dropped += 1
         if not self._queue:
             return self.ids.pad
         token = self._queue.popleft()
+        assert self._oracle_start is not None  # tokens are only queued once an oracle has begun
         ideal = self._oracle_start + 1 + self._next_index
         self._next_index += 1
         self.stats.placed += 1

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from kamevoice.frontend.flags import add_published_flags
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     register_demo(sub)
@@ -22,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--transcript", help="transcript of both sides + latency (JSON); '-' for stdout")
     run.add_argument("--checkpoint", help="front-end checkpoint: local directory or hub repo id")
     run.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
+    add_published_flags(run)
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--tail", type=float, default=4.0, help="seconds of silence after the file")
     run.add_argument("--realtime", action="store_true", help="wall clock instead of the virtual clock")

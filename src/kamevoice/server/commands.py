@@ -8,6 +8,8 @@ import contextlib
 import logging
 import signal
 
+from kamevoice.frontend.flags import add_published_flags
+
 log = logging.getLogger(__name__)
 
 
@@ -22,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--checkpoint", help="front-end checkpoint: local directory or hub repo id")
     serve.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
+    add_published_flags(serve)
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="TCP port (default 8998)")
     serve.add_argument("--max-sessions", type=int, default=None, help="concurrent conversations")

@@ -30,9 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from kamevoice.errors import ConfigError
+from kamevoice.oracle.layouts import KAME, LAYOUT_KEY
 
 # The codec a tiny checkpoint names in config.json's `kamevoice` section.
 CODEC_EXTRA: dict[str, Any] = {"codec": "codec2", "codec_mode": 1200}
+# The oracle layout a new build trains with, written into its checkpoints' `kamevoice` section:
+# the published one (`kamevoice.oracle.layouts`). The shipped KAME-tiny predates it and says
+# `kamevoice-v1` in its config.json.
+LAYOUT_EXTRA: dict[str, Any] = {LAYOUT_KEY: KAME.name}
 # Sampling the published checkpoint asks for (Moshi's `lm_gen_config`; settings a user sets win):
 # greedy text. A copied name or number has one right token at a time, which sampling often misses.
 LM_GEN_CONFIG: dict[str, Any] = {"temp_text": 0.0}
@@ -41,6 +46,10 @@ LM_GEN_CONFIG: dict[str, Any] = {"temp_text": 0.0}
 # out or scrambles what its oracle holds; the bias was chosen on questions the evaluation does not
 # use (docs/results.md, "Why the defaults").
 DECODING_EXTRA: dict[str, Any] = {"oracle_follow_bias": 12.0}
+# How the build lays out its training data, pinned: KAME-tiny's dialogues model speaker B (the
+# assistant answers), word-start piece times and the simulator's predictions, as when the shipped
+# checkpoint was built (`kamevoice.data.align.AlignSettings` defaults to the published recipe).
+TINY_ALIGN: dict[str, Any] = {"speaker": "B", "text_timing": "word_start", "oracle_text": "prediction"}
 # The issue's limit on the shipped checkpoint (it is part of the package's data).
 MAX_CHECKPOINT_MB = 25.0
 STAGES = ("knowledge", "dialogues", "tokenizer", "synth", "oracles", "init", "shards", "train", "publish")
@@ -81,7 +90,9 @@ TRAIN_RECIPE: dict[str, dict[str, Any]] = {
     # The text stream carries the answer words that the oracle must bring in (what `kamevoice eval
     # tiny` scores); the audio is a codec2 rendering of the same words. With the paper's audio
     # weight 1.5 the trunk spends most of a short run on the 11 audio codebooks.
-    "loss": {"audio_weight": 0.5},
+    # The text term as a weighted mean of PAD and non-PAD targets, as the shipped checkpoint was
+    # trained (`LossWeights.text_loss` defaults to the published sum of the two means).
+    "loss": {"audio_weight": 0.5, "text_loss": "weighted_mean"},
     "run": {
         "device": "cpu",
         "precision": "fp32",
@@ -266,18 +277,21 @@ class TinyBuild:
         torch.manual_seed(self.options.seed)
         model = build_lm(kwargs)
         save_checkpoint(
-            self.init, model, kwargs, tokenizer=self.tokenizer / TOKENIZER_NAME, extra=CODEC_EXTRA
-        )
+            self.init, model, kwargs, tokenizer=self.tokenizer / TOKENIZER_NAME,
+            extra={**CODEC_EXTRA, **LAYOUT_EXTRA},
+        )  # fmt: skip
         return {"params": sum(p.numel() for p in model.parameters())}
 
     def stage_shards(self) -> dict[str, Any]:
+        from kamevoice.data.align import AlignSettings
         from kamevoice.data.shard_build import build_shards
 
         result: dict[str, Any] = {}
         for split in ("train", "valid"):
             summary = build_shards(
                 self.split_dir("spoken", split), self.split_dir("shards", split), str(self.init),
-                workers=self.options.workers, progress=self.options.progress,
+                align=AlignSettings(**TINY_ALIGN), workers=self.options.workers,
+                progress=self.options.progress,
             )  # fmt: skip
             if summary.failures:
                 raise ConfigError(
@@ -399,6 +413,7 @@ class TinyBuild:
         if source is None:
             raise ConfigError(f"{self.run_dir}: no training checkpoint to publish")
         config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+        # The layout comes with the training checkpoint (the one the run trained with).
         config["kamevoice"] = {**config.get("kamevoice", {}), **CODEC_EXTRA, **DECODING_EXTRA}
         config["lm_gen_config"] = {**config.get("lm_gen_config", {}), **LM_GEN_CONFIG}
         staging = self.out / "checkpoint.tmp"

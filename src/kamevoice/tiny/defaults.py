@@ -110,7 +110,7 @@ def embedded_defaults(settings):
     """
     from kamevoice.knowledge.settings import EXAMPLE_KB_PATH
 
-    if settings.frontend.checkpoint:
+    if settings.frontend.names_checkpoint:
         return settings
     settings = tiny_frontend(settings)
     if Path(settings.llm.knowledge.path) == EXAMPLE_KB_PATH:

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from kamevoice.frontend.flags import add_published_flags
+
 
 def register_tiny(group: argparse._SubParsersAction) -> None:
     """Add `tiny` to the `eval` group (nothing heavy is imported here)."""
@@ -32,6 +34,7 @@ def register_tiny(group: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
     p.add_argument("--seed", type=int, default=None, help="sampling seed (default: settings frontend.seed)")
     p.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
+    add_published_flags(p)
     p.add_argument("--reply-window", type=float, default=REPLY_WINDOW_S,
                    help="seconds of silence after each question for the reply "
                         "(default %(default)s)")  # fmt: skip

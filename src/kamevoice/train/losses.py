@@ -10,14 +10,17 @@ ignored):
 - `semantic`: audio codebook 0 of the modelled speaker;
 - `acoustic`: audio codebooks 1 .. dep_q - 1 of the modelled speaker.
 
-They combine as two weighted means (the published recipe's
-`compute_loss_with_mask`, which normalises by the sum of weights):
+They combine as (S the summed cross-entropy and N the count of a term):
 
-    text  = (w_np * S_np + w_p * S_p) / (w_np * N_np + w_p * N_p)
+    text  = w_np * S_np / N_np + w_p * S_p / N_p                      (text_loss "sum_of_means")
+          = (w_np * S_np + w_p * S_p) / (w_np * N_np + w_p * N_p)     (text_loss "weighted_mean")
     audio = (w_sem * S_sem + w_ac * S_ac) / (w_sem * N_sem + w_ac * N_ac)
     loss  = text_weight * text + audio_weight * audio
 
-with S the summed cross-entropy and N the count of a term. The denominators
+The published fine-tuning (kame_finetune `finetune.py` `forward`) computes the text term as
+mean(non-PAD) + 0.5 x mean(PAD), the default here; a term without targets adds nothing. Its
+audio term is the weighted mean above. `"weighted_mean"` is kamevoice's earlier text term
+(KAME-tiny was trained with it). The denominators
 are *global* (over every micro-batch and every rank of an optimiser step), so
 that a step's gradient does not depend on how its batch is split: see
 `objective`.
@@ -33,6 +36,7 @@ evaluates; `audio_weight = 1.0` gives the moshi-finetune sum.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +57,12 @@ class LossWeights(Section):
     text_pad: float = Field(0.5, ge=0, description="weight of a PAD text target (published: 0.5)")
     semantic: float = Field(100.0, ge=0, description="weight of a codebook-0 target (published: 100)")
     acoustic: float = Field(1.0, ge=0, description="weight of a target of codebooks 1.. (published: 1)")
-    text_weight: float = Field(1.0, ge=0, description="factor of the text mean in the total")
+    text_loss: Literal["sum_of_means", "weighted_mean"] = Field(
+        "sum_of_means",
+        description="text term: 'sum_of_means' = text_non_pad x mean(non-PAD) + text_pad x mean(PAD) "
+        "(published); 'weighted_mean' = one mean with those weights per target",
+    )
+    text_weight: float = Field(1.0, ge=0, description="factor of the text term in the total")
     audio_weight: float = Field(
         1.5, ge=0, description="factor of the audio mean in the total (paper: 1.5; moshi-finetune: 1.0)"
     )
@@ -151,10 +160,20 @@ def loss_terms(output: LMOutput, codes: torch.Tensor, pad_id: int) -> LossTerms:
 
 
 def denominators(counts: torch.Tensor, weights: LossWeights) -> tuple[float, float]:
-    """The text and audio weighted-mean denominators for term counts `[4]` (0 becomes 1: no target)."""
+    """The weighted-mean denominators of the text (`"weighted_mean"`) and audio terms for term
+    counts `[4]` (0 becomes 1: no target)."""
     text = weights.text_non_pad * float(counts[TEXT_NON_PAD]) + weights.text_pad * float(counts[TEXT_PAD])
     audio = weights.semantic * float(counts[SEMANTIC]) + weights.acoustic * float(counts[ACOUSTIC])
     return (text or 1.0), (audio or 1.0)
+
+
+def text_term(sums: torch.Tensor, total_counts: torch.Tensor, weights: LossWeights) -> torch.Tensor:
+    """The text term for term sums `[4]`, normalised by the whole batch's counts (see module doc)."""
+    if weights.text_loss == "weighted_mean":
+        text_den, _ = denominators(total_counts, weights)
+        return (weights.text_non_pad * sums[TEXT_NON_PAD] + weights.text_pad * sums[TEXT_PAD]) / text_den
+    non_pad, pad = float(total_counts[TEXT_NON_PAD]) or 1.0, float(total_counts[TEXT_PAD]) or 1.0
+    return weights.text_non_pad * sums[TEXT_NON_PAD] / non_pad + weights.text_pad * sums[TEXT_PAD] / pad
 
 
 def objective(sums: torch.Tensor, total_counts: torch.Tensor, weights: LossWeights) -> torch.Tensor:
@@ -163,8 +182,8 @@ def objective(sums: torch.Tensor, total_counts: torch.Tensor, weights: LossWeigh
     With `total_counts` the counts of the whole optimiser step (all micro-batches, all ranks), the
     objectives of the parts add up to the objective of the whole: splitting a batch changes nothing.
     """
-    text_den, audio_den = denominators(total_counts, weights)
-    text = (weights.text_non_pad * sums[TEXT_NON_PAD] + weights.text_pad * sums[TEXT_PAD]) / text_den
+    _, audio_den = denominators(total_counts, weights)
+    text = text_term(sums, total_counts, weights)
     audio = (weights.semantic * sums[SEMANTIC] + weights.acoustic * sums[ACOUSTIC]) / audio_den
     return weights.text_weight * text + weights.audio_weight * audio
 

@@ -23,15 +23,12 @@ import torch
 from moshi.modules.lora import LoRALinear, replace_all_linear_with_lora, replace_lora_with_linear
 
 from kamevoice.errors import ConfigError
-from kamevoice.frontend.checkpoint import (
-    build_lm,
-    load_weights,
-    read_state_dict,
-    resolve_checkpoint,
-    save_checkpoint,
-)
+from kamevoice.frontend.checkpoint import build_lm, save_checkpoint
 from kamevoice.frontend.model import KameLM
 from kamevoice.frontend.presets import preset
+from kamevoice.frontend.resolve import resolve_checkpoint
+from kamevoice.frontend.weights import load_weights, read_state_dict
+from kamevoice.oracle.layouts import DEFAULT_LAYOUT, LAYOUT_KEY, OracleLayout, layout_of
 from kamevoice.train.config import FinetuneConfig, ModelConfig, Part
 
 # Parameter-name prefixes of each part (first match wins).
@@ -50,9 +47,10 @@ PART_MODULES: dict[Part, tuple[str, ...]] = {
 }
 # LM kwargs that only matter while training: never written into a saved config.json.
 TRAIN_ONLY_KWARGS = ("gradient_checkpointing",)
-# Keys of config.json's `kamevoice` section that name the codec (e.g. Codec 2 and its mode): a
-# run's checkpoints carry them from the initial checkpoint, or they would load with Mimi.
-CODEC_EXTRA_KEYS = ("codec", "codec_mode", "codec_bits_per_codebook")
+# Keys of config.json's `kamevoice` section that a run's checkpoints carry from the initial one:
+# the codec (e.g. Codec 2 and its mode), or they would load with Mimi; the oracle layout, or a
+# checkpoint trained with another layout would be read with the default one.
+CARRIED_EXTRA_KEYS = ("codec", "codec_mode", "codec_bits_per_codebook", LAYOUT_KEY)
 
 
 @dataclass
@@ -65,7 +63,12 @@ class ModelSource:
     codec_config: dict[str, Any] | None = None
     lm_gen_config: dict[str, Any] = field(default_factory=dict)
     weights: Path | None = None  # LM safetensors (None: random init)
-    codec_extra: dict[str, Any] = field(default_factory=dict)  # the codec keys of `kamevoice`
+    carried_extra: dict[str, Any] = field(default_factory=dict)  # `CARRIED_EXTRA_KEYS` of `kamevoice`
+
+    @property
+    def layout(self) -> OracleLayout:
+        """The oracle layout the run trains with: the initial checkpoint's (the default if none)."""
+        return layout_of(self.carried_extra) if self.carried_extra else DEFAULT_LAYOUT
 
 
 def part_of(name: str) -> Part:
@@ -87,7 +90,7 @@ def resolve_source(config: ModelConfig) -> ModelSource:
             codec_config=files.codec_config,
             lm_gen_config=dict(files.lm_gen_config),
             weights=files.lm_weights,
-            codec_extra={k: files.extra[k] for k in CODEC_EXTRA_KEYS if k in files.extra},
+            carried_extra={k: files.extra[k] for k in CARRIED_EXTRA_KEYS if k in files.extra},
         )
     kwargs = preset(config.preset) if config.preset else {}
     kwargs.update(config.lm_kwargs or {})
@@ -110,9 +113,12 @@ def build_model(source: ModelSource, config: ModelConfig, device: torch.device |
         kwargs["gradient_checkpointing"] = True
     if source.weights is None:
         torch.manual_seed(config.init_seed)
-        return build_lm(kwargs, device=device, dtype=torch.float32)
-    model = build_lm(kwargs, device="meta", dtype=torch.float32)
-    load_weights(model, read_state_dict(source.weights), where=str(source.weights), device=device)
+        model = build_lm(kwargs, device=device, dtype=torch.float32)
+    else:
+        model = build_lm(kwargs, device="meta", dtype=torch.float32)
+        state = read_state_dict(source.weights, device=device, dtype=torch.float32)
+        load_weights(model, state, where=str(source.weights), device=device)
+    model.oracle_layout = source.layout
     return model
 
 
@@ -156,6 +162,7 @@ def merged_model(state: dict[str, torch.Tensor], source: ModelSource, finetune: 
     model.load_state_dict(state, strict=True, assign=True)
     if finetune.mode == "lora":
         replace_lora_with_linear(model)
+    model.oracle_layout = source.layout
     return model
 
 
@@ -182,5 +189,6 @@ def export_checkpoint(
         codec_weights=source.codec_weights,
         codec_config=source.codec_config,
         lm_gen_config=source.lm_gen_config or None,
-        extra={**source.codec_extra, **(extra or {})},
+        # The layout is written out even when the source named none: it is what the run trained with.
+        extra={**source.carried_extra, LAYOUT_KEY: source.layout.name, **(extra or {})},
     )
