@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kamevoice.cli import add_group
+from kamevoice.frontend.flags import add_frontend_flags
 
 # 7B weights need ~15 GB in bf16: on a CPU machine (24 GB, no GPU) the run would swap, not measure.
 SEVEN_B_NEEDS_GPU = "skipped: the 7B shape needs a GPU (about 15 GB of bf16 weights)"
@@ -36,10 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "question speech in a loop) for SECONDS per N; print step-time percentiles, overruns, the "
         "latency the system adds to model audio, and memory.",
     )
-    s.add_argument("--checkpoint", help="front-end checkpoint: directory or hub repo id (default: KAME-tiny)")
+    add_frontend_flags(s)
     s.add_argument("--clients", default="1,2,4,8", help="comma-separated client counts")
     s.add_argument("--seconds", type=float, default=10.0, help="seconds of talking per client count")
-    s.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
     s.add_argument("--no-oracle", action="store_true", help="front-end alone: no STT, no LLM")
     s.add_argument("--kb", metavar="FILE", help="knowledge base of the back-end (default: settings)")
     s.add_argument("--question", help="what the clients say (default: a shop-opening question)")
@@ -58,12 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "per second of audio) and how many concurrent sessions keep real time. Writes OUT/bench.json "
         "and OUT/bench.png.",
     )
-    t.add_argument("--checkpoint", help="front-end checkpoint (default: the embedded KAME-tiny)")
+    add_frontend_flags(t, device="cpu")
     t.add_argument("--kb", metavar="FILE", help="knowledge base JSONL (default: the embedded tiny KB)")
     t.add_argument("--question", help="what the clients say (default: the KB's first question)")
     t.add_argument("--clients", default="1,2,3,4", help="comma-separated client counts (default 1,2,3,4)")
     t.add_argument("--seconds", type=float, default=20.0, help="seconds of talking per client count")
-    t.add_argument("--device", default="cpu", help="cpu, cuda, auto (default cpu: the preset's target)")
     t.add_argument("--no-oracle", action="store_true", help="front-end alone: no STT, no LLM")
     t.add_argument("--out", default="bench-tiny", help="folder for bench.json and bench.png")
     t.add_argument("--json", action="store_true", help="also print the JSON on stdout")

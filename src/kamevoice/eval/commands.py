@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from kamevoice.frontend.flags import add_published_flags
+from kamevoice.frontend.flags import add_frontend_flags
 
 NO_JUDGE = (
     "no judge configured (--judge-base-url / --judge-provider / --judge-model): reporting latency and the "
@@ -44,10 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="",
         help="forced delays for the latency-quality curve, seconds (comma list, or 'paper' = 0,0.5,1,2,3)",
     )
-    p.add_argument("--checkpoint", help="front-end checkpoint (default: settings, else KAME-tiny)")
-    p.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
-    add_published_flags(p)
-    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: settings frontend.seed)")
+    add_frontend_flags(p, seed=True, published=True)
     p.add_argument("--realtime", action="store_true", help="wall clock instead of the virtual clock")
     p.add_argument(
         "--reply-window", type=float, default=10.0, help="seconds after each user turn (default 10)"

@@ -1,4 +1,7 @@
-"""The published KAME server's checkpoint flags, for every command that loads a front-end.
+"""The flags of every command that loads a front-end: ours, and the published KAME server's.
+
+`add_frontend_flags` gives a command `--checkpoint`, `--device` (and `--seed`) the same way in
+every command; `add_published_flags` the published server's checkpoint flags.
 
 SakanaAI/kame's `server_oracle.py` names a checkpoint's parts with `--hf-repo`, `--moshi-weight`,
 `--mimi-weight`, `--tokenizer`, `--config-path`, `--lora-weight`, `--no_fuse_lora` and `--half`;
@@ -9,6 +12,25 @@ through `kamevoice.startup.FLAG_SETTINGS` (and its negated and constant flags), 
 from __future__ import annotations
 
 import argparse
+
+
+def add_frontend_flags(
+    parser: argparse.ArgumentParser, *, device: str | None = None, seed: bool = False, published: bool = False
+) -> None:
+    """`--checkpoint` and `--device` (default `device`, None: the settings'), `--seed` when asked,
+    and the published server's flags with `published`; all map to `FrontendSettings`."""
+    parser.add_argument(
+        "--checkpoint",
+        help="front-end checkpoint: directory or hub repo id (default: settings, else KAME-tiny)",
+    )
+    where = "default: settings" if device is None else f"default {device}"
+    parser.add_argument("--device", default=device, help=f"cpu, cuda, cuda:N, auto ({where})")
+    if seed:
+        parser.add_argument(
+            "--seed", type=int, default=None, help="sampling seed (default: settings frontend.seed)"
+        )
+    if published:
+        add_published_flags(parser)
 
 
 def add_published_flags(parser: argparse.ArgumentParser) -> None:

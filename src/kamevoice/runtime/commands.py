@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from kamevoice.frontend.flags import add_published_flags
+from kamevoice.frontend.flags import add_frontend_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,10 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", help="stereo WAV: user left, model right, aligned with the input")
     run.add_argument("--events", help="event log (JSONL)")
     run.add_argument("--transcript", help="transcript of both sides + latency (JSON); '-' for stdout")
-    run.add_argument("--checkpoint", help="front-end checkpoint: local directory or hub repo id")
-    run.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
-    add_published_flags(run)
-    run.add_argument("--seed", type=int, default=None)
+    add_frontend_flags(run, seed=True, published=True)
     run.add_argument("--tail", type=float, default=4.0, help="seconds of silence after the file")
     run.add_argument("--realtime", action="store_true", help="wall clock instead of the virtual clock")
     run.add_argument("--no-oracle", action="store_true", help="front-end alone: no back-end at all")
@@ -57,7 +54,7 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
         "training: only the oracle can bring its answer.",
     )
     demo.add_argument("--text", default=None, help="what the user says (default: a held-out tiny question)")
-    demo.add_argument("--checkpoint", help="front-end checkpoint (default: the embedded KAME-tiny)")
+    add_frontend_flags(demo)
     demo.add_argument("--out", default="kamevoice-demo.wav", help="stereo reply WAV (user left, model right)")
     demo.set_defaults(handler=run_demo_command)
 

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 
-from kamevoice.frontend.flags import add_published_flags
+from kamevoice.frontend.flags import add_frontend_flags
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "events with ?events=1), Twilio Media Streams at /twilio, a browser page at /, /health and "
         "/metrics. Binds 127.0.0.1 unless told otherwise.",
     )
-    serve.add_argument("--checkpoint", help="front-end checkpoint: local directory or hub repo id")
-    serve.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
-    add_published_flags(serve)
+    add_frontend_flags(serve, published=True)
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="TCP port (default 8998)")
     serve.add_argument("--max-sessions", type=int, default=None, help="concurrent conversations")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from kamevoice.frontend.flags import add_published_flags
+from kamevoice.frontend.flags import add_frontend_flags
 
 
 def register_tiny(group: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def register_tiny(group: argparse._SubParsersAction) -> None:
         "score the replies: every key word of the answer in the inner-monologue text, and in an STT "
         "transcript of the audio. Writes results.json, table.md, accuracy.png, config.json. Resumable.",
     )
-    p.add_argument("--checkpoint", help="front-end checkpoint (default: the embedded KAME-tiny)")
+    add_frontend_flags(p, seed=True, published=True)
     p.add_argument("--kb", help="knowledge base JSONL (default: the embedded tiny KB)")
     p.add_argument("--questions", help="held-out QA JSONL (default: the embedded held-out questions)")
     p.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="first N questions (default %(default)s)")
@@ -32,9 +32,6 @@ def register_tiny(group: argparse._SubParsersAction) -> None:
                         "(default %(default)s)")  # fmt: skip
     p.add_argument("--out", default="tiny-eval", help="output folder (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
-    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: settings frontend.seed)")
-    p.add_argument("--device", default=None, help="cpu, cuda, auto (default: settings)")
-    add_published_flags(p)
     p.add_argument("--reply-window", type=float, default=REPLY_WINDOW_S,
                    help="seconds of silence after each question for the reply "
                         "(default %(default)s)")  # fmt: skip
