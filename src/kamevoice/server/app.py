@@ -39,7 +39,7 @@ from kamevoice.runtime.messages import CLIENT_KINDS, EndCause
 from kamevoice.runtime.metrics import CONTENT_TYPE, Metrics
 from kamevoice.runtime.session import Session
 from kamevoice.server.access import bearer_ok, host_ok, origin_ok, token_ok
-from kamevoice.server.conversation import BadRequest, Conversation, connection_name
+from kamevoice.server.conversation import BadRequest, Conversation, ConversationParts, connection_name
 from kamevoice.server.doors import moshi, twilio
 from kamevoice.server.doors.realtime import REALTIME_PROTOCOLS
 from kamevoice.server.doors.realtime import door_for as realtime_door
@@ -271,7 +271,7 @@ class KameServer:
         protocols: tuple[str, ...] = (),
     ) -> web.StreamResponse:
         """Upgrade `request` and serve one conversation through `door` (a `Conversation` subclass,
-        called as `door(ws, make_session, sample_rate, name, limits, metrics, idle_timeout_s)`)."""
+        called with the conversation's `ConversationParts`)."""
         self._reserved += 1
         try:
             return await self._converse(request, door, forward_events, protocols)
@@ -352,8 +352,10 @@ class KameServer:
 
             s = self.server_settings
             conn = door(
-                ws, make_session, self.frontend.codec.sample_rate, name, s.limits, self.observe,
-                s.idle_timeout_s or None,
+                ConversationParts(
+                    ws, make_session, self.frontend.codec.sample_rate, name, s.limits, self.observe,
+                    s.idle_timeout_s or None,
+                )
             )  # fmt: skip
             self.connections.add(conn)
             self.observe.started.inc()

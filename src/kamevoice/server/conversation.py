@@ -83,25 +83,30 @@ class ConversationEnded(Exception):
         self.ending = Ending(reason, cause, tell_client)
 
 
+@dataclass(frozen=True)
+class ConversationParts:
+    """What the server gives every door for one conversation."""
+
+    ws: web.WebSocketResponse
+    make_session: Callable[[Callable[[SessionOutput], None]], Session]  # called with the output callback
+    sample_rate: int  # of the codec: the audio every door hands the session
+    name: str  # for logs
+    limits: LimitSettings
+    metrics: ServerMetrics | None = None
+    idle_timeout_s: float | None = None
+
+
 class Conversation(ABC):
     """The link between one WebSocket and one `Session` (see module doc)."""
 
-    def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        make_session: Callable[[Callable[[SessionOutput], None]], Session],
-        sample_rate: int,
-        name: str,
-        limits: LimitSettings,
-        metrics: ServerMetrics | None = None,
-        idle_timeout_s: float | None = None,
-    ):
-        self.ws = ws
-        self.name = name
+    def __init__(self, parts: ConversationParts):
+        make_session, limits = parts.make_session, parts.limits
+        self.ws = parts.ws
+        self.name = parts.name
         self.limits = limits
-        self.metrics = metrics
-        self.idle_timeout_s = idle_timeout_s
-        self.sample_rate = sample_rate
+        self.metrics = parts.metrics
+        self.idle_timeout_s = parts.idle_timeout_s
+        self.sample_rate = parts.sample_rate
         self.outbox = Outbox(limits.max_send_delay_s, limits.max_queued_events)
         self.budget = RateLimiter(limits)
         self._ended: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()

@@ -19,17 +19,21 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType
 
 from kamevoice import __version__
 from kamevoice.audio import pcm16_bytes, pcm16_from_bytes
 from kamevoice.errors import InputError
 from kamevoice.runtime.messages import EndCause, EventKind
-from kamevoice.runtime.session import OutputKind, Session, SessionOutput
+from kamevoice.runtime.session import OutputKind, SessionOutput
 from kamevoice.server import protocol
-from kamevoice.server.conversation import BadRequest, Conversation, ConversationEnded, Ending
-from kamevoice.server.limits import LimitSettings
-from kamevoice.server.observe import ServerMetrics
+from kamevoice.server.conversation import (
+    BadRequest,
+    Conversation,
+    ConversationEnded,
+    ConversationParts,
+    Ending,
+)
 from kamevoice.server.ogg import check_pages
 from kamevoice.server.protocol import AUDIO_FORMATS, Kind, ProtocolError
 
@@ -91,13 +95,7 @@ class MoshiDoor(Conversation):
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
-        make_session: Callable[[Callable[[SessionOutput], None]], Session],
-        sample_rate: int,
-        name: str,
-        limits: LimitSettings,
-        metrics: ServerMetrics | None = None,
-        idle_timeout_s: float | None = None,
+        parts: ConversationParts,
         *,
         audio_format: str = "opus",
         server_info: dict | None = None,
@@ -106,8 +104,8 @@ class MoshiDoor(Conversation):
         self.server_info = server_info
         self.ignored = dict(ignored or {})
         self.pcm16 = audio_format == "pcm16"
-        self.audio = MoshiAudio(sample_rate, self.pcm16)
-        super().__init__(ws, make_session, sample_rate, name, limits, metrics, idle_timeout_s)
+        self.audio = MoshiAudio(parts.sample_rate, self.pcm16)
+        super().__init__(parts)
 
     def greeting(self) -> bytes:
         return protocol.handshake()

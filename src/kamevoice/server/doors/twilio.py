@@ -34,11 +34,11 @@ import logging
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType
 
 from kamevoice.runtime.messages import EndCause, EventKind
-from kamevoice.runtime.session import OutputKind, Session, SessionOutput
-from kamevoice.server.conversation import Conversation, ConversationEnded, Ending
+from kamevoice.runtime.session import OutputKind, SessionOutput
+from kamevoice.server.conversation import Conversation, ConversationEnded, ConversationParts, Ending
 from kamevoice.server.doors.barge_in import SpeechOnset, is_speech
 from kamevoice.server.doors.twilio_wire import (
     CALLER_TRACK,
@@ -54,8 +54,6 @@ from kamevoice.server.doors.twilio_wire import (
     parse,
     parse_start,
 )
-from kamevoice.server.limits import LimitSettings
-from kamevoice.server.observe import ServerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -86,26 +84,20 @@ class TwilioDoor(Conversation):
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
-        make_session: Callable[[Callable[[SessionOutput], None]], Session],
-        sample_rate: int,
-        name: str,
-        limits: LimitSettings,
-        metrics: ServerMetrics | None = None,
-        idle_timeout_s: float | None = None,
+        parts: ConversationParts,
         *,
         token: str | None = None,
     ):
         self.token = token
-        self.audio = CallAudio(sample_rate)
-        self.onset = SpeechOnset(sample_rate)
+        self.audio = CallAudio(parts.sample_rate)
+        self.onset = SpeechOnset(parts.sample_rate)
         self.call: Start | None = None
         self.played = 0  # frames the caller has heard (marks echoed)
         self.barge_ins = 0
         self._connected = False
         # [mark name, speech?] of each frame queued or sent and not yet heard, oldest first.
         self._unplayed: deque[list] = deque(maxlen=MAX_UNPLAYED_FRAMES)
-        super().__init__(ws, make_session, sample_rate, name, limits, metrics, idle_timeout_s)
+        super().__init__(parts)
 
     def close_code(self, ending: Ending) -> int:
         return CLOSE_CODES.get(ending.cause, WSCloseCode.OK)

@@ -30,17 +30,16 @@ strict clients fail on event types outside the API.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType
 
 from kamevoice.runtime.clock import FRAME_SAMPLES, FRAME_SECONDS
 from kamevoice.runtime.events import Event
 from kamevoice.runtime.messages import CLIENT_KINDS, EndCause, EventKind, spec
-from kamevoice.runtime.session import OutputKind, Session, SessionOutput
-from kamevoice.server.conversation import Conversation, ConversationEnded, Ending
+from kamevoice.runtime.session import OutputKind, SessionOutput
+from kamevoice.server.conversation import Conversation, ConversationEnded, ConversationParts, Ending
 from kamevoice.server.doors.moshi import NEWEST_WINS
 from kamevoice.server.doors.realtime.audio import AudioIn, AudioOut
 from kamevoice.server.doors.realtime.config import DEFAULT_MODEL, RealtimeConfig, apply_update, session_object
@@ -58,8 +57,6 @@ from kamevoice.server.doors.realtime.wire import (
     dumps,
     parse_client_event,
 )
-from kamevoice.server.limits import LimitSettings
-from kamevoice.server.observe import ServerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +94,7 @@ class RealtimeDoor(Conversation):
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
-        make_session: Callable[[Callable[[SessionOutput], None]], Session],
-        sample_rate: int,
-        name: str,
-        limits: LimitSettings,
-        metrics: ServerMetrics | None = None,
-        idle_timeout_s: float | None = None,
+        parts: ConversationParts,
         *,
         options: RealtimeOptions = RealtimeOptions(),
     ):
@@ -113,13 +104,13 @@ class RealtimeDoor(Conversation):
         self.items = ItemLog()
         self.session_id = self.ids.new("sess")
         self.responses = Responses(self._send, self.ids, self.items, self.dialect)
-        self.turns = UserTurns(self._send, self.ids, self.items, self.dialect, sample_rate)
+        self.turns = UserTurns(self._send, self.ids, self.items, self.dialect, parts.sample_rate)
         self.errors_sent = 0
         self._held = False  # silenced after a cancel until the user speaks again
         self._audio_frame = 0  # the newest model audio frame out
-        super().__init__(ws, make_session, sample_rate, name, limits, metrics, idle_timeout_s)
-        self.audio_in = AudioIn(RealtimeConfig().input_format, sample_rate)
-        self.audio_out = AudioOut(RealtimeConfig().output_format, sample_rate)
+        super().__init__(parts)
+        self.audio_in = AudioIn(RealtimeConfig().input_format, parts.sample_rate)
+        self.audio_out = AudioOut(RealtimeConfig().output_format, parts.sample_rate)
         self.config = RealtimeConfig(
             model=options.model,
             instructions=self.session.instructions or "",
