@@ -27,6 +27,23 @@ from kamevoice.runtime.clock import FRAME_SAMPLES, SAMPLE_RATE
 from kamevoice.server import protocol
 from kamevoice.server.protocol import Kind
 
+# How often a client checks what it waits for (seconds).
+WAIT_POLL_S = 0.02
+
+
+async def wait_until(condition, closed, timeout: float) -> bool:
+    """Poll `condition()` until it holds (True) or `timeout` passes or `closed()` (False, unless
+    the condition holds then): what every test client waits with."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if condition():
+            return True
+        if closed():
+            return bool(condition())
+        await asyncio.sleep(WAIT_POLL_S)
+    return False
+
 
 class Rejected(Exception):
     """The server refused the connection before the upgrade (busy, auth, origin)."""
@@ -174,15 +191,7 @@ class ChatClient:
 
     async def wait_for(self, predicate, timeout: float = 30.0) -> bool:
         """Wait until `predicate(self)` holds; False on timeout or when the connection closed first."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if predicate(self):
-                return True
-            if self.got.closed:
-                return bool(predicate(self))
-            await asyncio.sleep(0.02)
-        return False
+        return await wait_until(lambda: predicate(self), lambda: self.got.closed, timeout)
 
     async def _read(self) -> None:
         try:

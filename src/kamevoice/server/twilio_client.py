@@ -30,7 +30,7 @@ import aiohttp
 import numpy as np
 
 from kamevoice.audio import mulaw_decode, mulaw_encode
-from kamevoice.server.client import Rejected
+from kamevoice.server.client import Rejected, wait_until
 
 # Twilio's media chunk: 20 ms of 8 kHz mu-law, one byte a sample.
 RATE = 8000
@@ -184,15 +184,7 @@ class TwilioCall:
 
     async def wait_for(self, predicate, timeout: float = 30.0) -> bool:
         """Wait until `predicate(self)` holds; False on timeout or when the call closed first."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if predicate(self):
-                return True
-            if self.got.closed:
-                return bool(predicate(self))
-            await asyncio.sleep(0.02)
-        return False
+        return await wait_until(lambda: predicate(self), lambda: self.got.closed, timeout)
 
     async def _read(self) -> None:
         try:
