@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,22 @@ def _chat(llm: LLMCallOptions):
         backoff_base_s=llm.backoff_s, seed=llm.seed,
     )  # fmt: skip
     return provider, RetryingChat(provider, policy)
+
+
+def _with_chat(llm: LLMCallOptions, stage: Callable[[Any], Awaitable[Summary]]) -> Summary:
+    """Run an async stage with an LLM chat of `llm`: the provider closed afterwards, the chat's
+    call figures added to the stage's summary."""
+
+    async def go() -> Summary:
+        provider, chat = _chat(llm)
+        try:
+            summary = await stage(chat)
+        finally:
+            await provider.aclose()
+        summary.totals.update(chat.stats.totals())
+        return summary
+
+    return asyncio.run(go())
 
 
 def _finish(summary: Summary, out: Path) -> Summary:
@@ -90,20 +106,14 @@ def make_dialogues(
 
         from kamevoice.data.dialogue_llm import LLMScriptWriter, make_script_llm
 
-        async def go() -> Summary:
-            provider, chat = _chat(paraphrase)
+        def stage(chat) -> Awaitable[Summary]:
             writer = LLMScriptWriter(chat, options)
-            try:
-                summary = await run_stage_async(
-                    "dialogues", items, functools.partial(make_script_llm, writer=writer, source=source),
-                    finished.__contains__, run, concurrency=paraphrase.concurrency, on_outcome=append,
-                )  # fmt: skip
-            finally:
-                await provider.aclose()
-            summary.totals.update(chat.stats.totals())
-            return summary
+            return run_stage_async(
+                "dialogues", items, functools.partial(make_script_llm, writer=writer, source=source),
+                finished.__contains__, run, concurrency=paraphrase.concurrency, on_outcome=append,
+            )  # fmt: skip
 
-        return _finish(asyncio.run(go()), out)
+        return _finish(_with_chat(paraphrase, stage), out)
 
 
 def synthesize(
@@ -164,18 +174,11 @@ def simulate_oracles(
 
     from kamevoice.data.oracle_llm import LLMSimulator
 
-    async def go() -> Summary:
-        provider, chat = _chat(simulator)
+    def stage(chat) -> Awaitable[Summary]:
         llm = LLMSimulator.from_chat(chat)
-        try:
-            summary = await run_stage_async(
-                "oracles", inputs,
-                functools.partial(oracle_item_async, options=options, simulator=llm, out_dir=out),
-                done, run, concurrency=simulator.concurrency,
-            )  # fmt: skip
-        finally:
-            await provider.aclose()
-        summary.totals.update(chat.stats.totals())
-        return summary
+        return run_stage_async(
+            "oracles", inputs, functools.partial(oracle_item_async, options=options, simulator=llm, out_dir=out),
+            done, run, concurrency=simulator.concurrency,
+        )  # fmt: skip
 
-    return _finish(asyncio.run(go()), out)
+    return _finish(_with_chat(simulator, stage), out)

@@ -5,7 +5,7 @@ Works with OpenAI and with servers that copy the endpoint. The request is JSON
 when set); the answer is the audio itself, WAV or raw 24 kHz 16-bit PCM. The
 API sends no word times, so words are timed by `sphinx_align`, like flite's.
 
-Failures raise the back-end's `ProviderError` classes, naming the provider
+Failures raise the back-end's `llm.ProviderError` classes, naming the provider
 (`openai-tts`), the URL and the problem. Rate limits (429), server errors (5xx),
 timeouts and dropped connections are retried with exponential back-off
 (honouring `Retry-After`); a rejected request (401, 400, ...) or malformed
@@ -26,15 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from kamevoice.audio import decode_pcm16, decode_wav
-from kamevoice.backend.llm.base import (
-    ConnectionDroppedError,
-    MalformedResponseError,
-    ProviderError,
-    ProviderTimeoutError,
-    RateLimitedError,
-    RequestRejectedError,
-    ServerError,
-)
+from kamevoice.backend.llm import base as llm
 from kamevoice.backoff import Backoff, retry_after_seconds
 from kamevoice.errors import ConfigError
 from kamevoice.section import Section
@@ -136,7 +128,7 @@ class OpenAITTSEngine:
         for attempt in range(1, s.max_attempts + 1):
             try:
                 return self._post(body)
-            except ProviderError as exc:
+            except llm.ProviderError as exc:
                 if not exc.retryable or attempt == s.max_attempts:
                     if attempt == 1:
                         raise
@@ -154,50 +146,50 @@ class OpenAITTSEngine:
         return backoff.delay(attempt - 1, self._jitter, retry_after)
 
     def _post(self, body: dict[str, object]) -> bytes:
-        """One request: the audio bytes, or a `ProviderError` for what went wrong."""
+        """One request: the audio bytes, or a `llm.ProviderError` for what went wrong."""
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         url = self.url
         try:
             resp = self._client.post(url, json=body, headers=headers)
         except httpx.ConnectTimeout:
-            raise ProviderTimeoutError(
+            raise llm.ProviderTimeoutError(
                 PROVIDER, url, f"no connection within {self.settings.connect_timeout_s:g} s"
             ) from None
         except httpx.TimeoutException as exc:
-            raise ProviderTimeoutError(
+            raise llm.ProviderTimeoutError(
                 PROVIDER, url, f"no audio: the server sent nothing for {self.settings.read_timeout_s:g} s "
                 f"({type(exc).__name__})",
             ) from None  # fmt: skip
         except httpx.ConnectError as exc:
-            raise ConnectionDroppedError(PROVIDER, url, f"cannot connect: {exc}") from None
+            raise llm.ConnectionDroppedError(PROVIDER, url, f"cannot connect: {exc}") from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise ConnectionDroppedError(
+            raise llm.ConnectionDroppedError(
                 PROVIDER, url, f"connection dropped: {exc or type(exc).__name__}"
             ) from None
         except httpx.HTTPError as exc:  # anything else httpx can raise (proxy, TLS, protocol)
-            raise ConnectionDroppedError(PROVIDER, url, f"{type(exc).__name__}: {exc}") from None
+            raise llm.ConnectionDroppedError(PROVIDER, url, f"{type(exc).__name__}: {exc}") from None
         if resp.status_code >= 400:
             raise self._status_error(resp)
         if resp.headers.get("content-type", "").startswith("application/json"):
-            raise MalformedResponseError(
+            raise llm.MalformedResponseError(
                 PROVIDER, url, f"answered JSON instead of audio: {_error_text(resp.content)}"
             )
         return resp.content
 
-    def _status_error(self, resp: httpx.Response) -> ProviderError:
+    def _status_error(self, resp: httpx.Response) -> llm.ProviderError:
         status, url = resp.status_code, self.url
         problem = f"HTTP {status}: {_error_text(resp.content)}"
         if status == 429:
-            return RateLimitedError(
+            return llm.RateLimitedError(
                 PROVIDER, url, problem, status=status, retry_after=retry_after_seconds(resp.headers)
             )
         if status >= 500:
-            return ServerError(
+            return llm.ServerError(
                 PROVIDER, url, problem, status=status, retry_after=retry_after_seconds(resp.headers)
             )
         if status in (401, 403):
             problem += f" (check the API key in ${self.settings.api_key_env})"
-        return RequestRejectedError(PROVIDER, url, problem, status=status)
+        return llm.RequestRejectedError(PROVIDER, url, problem, status=status)
 
     def _decode(self, data: bytes) -> tuple[np.ndarray, int]:
         s = self.settings
@@ -206,7 +198,7 @@ class OpenAITTSEngine:
                 return decode_wav(data)
             return decode_pcm16(data, s.pcm_sample_rate)
         except ValueError as exc:
-            raise MalformedResponseError(
+            raise llm.MalformedResponseError(
                 PROVIDER, self.url, f"malformed {s.response_format} audio: {exc}"
             ) from None
 

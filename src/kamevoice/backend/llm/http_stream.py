@@ -27,18 +27,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from kamevoice.backend.llm.base import (
-    ChatMessage,
-    ConnectionDroppedError,
-    LLMProvider,
-    MalformedResponseError,
-    ProviderError,
-    ProviderTimeoutError,
-    RateLimitedError,
-    RequestRejectedError,
-    ServerError,
-    StalledStreamError,
-)
+from kamevoice.backend.llm import base as llm
 from kamevoice.backend.llm.settings import HTTPProviderSettings
 from kamevoice.backend.llm.sse import LineSplitter, SSEEvent, SSEParser, StreamLimitError
 from kamevoice.backoff import retry_after_seconds
@@ -67,7 +56,7 @@ class StreamState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class SSEProvider(LLMProvider):
+class SSEProvider(llm.LLMProvider):
     """An LLM reached by one streamed HTTP POST answered with server-sent events."""
 
     #: Whether the vendor always needs an API key (checked when the provider is built).
@@ -89,14 +78,14 @@ class SSEProvider(LLMProvider):
         )
 
     @abstractmethod
-    def build_request(self, messages: list[ChatMessage], system: str) -> HTTPRequest:
+    def build_request(self, messages: list[llm.ChatMessage], system: str) -> HTTPRequest:
         """The vendor's request for this conversation (with `stream` switched on)."""
 
     @abstractmethod
     def read_event(self, event: SSEEvent, state: StreamState, url: str) -> str | None:
         """Turn one event into a text delta (or None); set `state.done` at the end marker.
 
-        Raises a `ProviderError` for error events and malformed data.
+        Raises a `llm.ProviderError` for error events and malformed data.
         """
 
     def stream_complete(self, state: StreamState) -> bool:
@@ -105,25 +94,25 @@ class SSEProvider(LLMProvider):
 
     def error_for_status(
         self, status: int, message: str, url: str, retry_after: float | None
-    ) -> ProviderError:
+    ) -> llm.ProviderError:
         """Map an HTTP error status to the error hierarchy (vendors may refine)."""
         problem = f"HTTP {status}: {message}"
         if status == 429:
-            return RateLimitedError(self.name, url, problem, status=status, retry_after=retry_after)
+            return llm.RateLimitedError(self.name, url, problem, status=status, retry_after=retry_after)
         if status >= 500:
-            return ServerError(self.name, url, problem, status=status, retry_after=retry_after)
-        return RequestRejectedError(self.name, url, problem, status=status)
+            return llm.ServerError(self.name, url, problem, status=status, retry_after=retry_after)
+        return llm.RequestRejectedError(self.name, url, problem, status=status)
 
     def parse_json(self, data: str, url: str) -> Any:
-        """Decode one event's JSON payload; bad JSON is a `MalformedResponseError`."""
+        """Decode one event's JSON payload; bad JSON is a `llm.MalformedResponseError`."""
         try:
             return json.loads(data)
         except json.JSONDecodeError as exc:
-            raise MalformedResponseError(
+            raise llm.MalformedResponseError(
                 self.name, url, f"stream event is not valid JSON ({exc.msg}): {data[:120]!r}"
             ) from None
 
-    async def stream(self, messages: list[ChatMessage], *, system: str) -> AsyncIterator[str]:
+    async def stream(self, messages: list[llm.ChatMessage], *, system: str) -> AsyncIterator[str]:
         if self.settings.system_prompt is not None:
             system = self.settings.system_prompt
         request = self.build_request(messages, system)
@@ -170,25 +159,25 @@ class SSEProvider(LLMProvider):
                     if text:
                         yield text
                     if not self.stream_complete(state):
-                        raise ConnectionDroppedError(
+                        raise llm.ConnectionDroppedError(
                             self.name, url, "the stream ended before the server said it was complete"
                         )
         except TimeoutError:
             raise self._timeout_error(phase, url) from None
         except httpx.ConnectTimeout:
-            raise ProviderTimeoutError(
+            raise llm.ProviderTimeoutError(
                 self.name, url, f"no connection within {s.connect_timeout_s:g} s"
             ) from None
         except httpx.TimeoutException as exc:
-            raise ProviderTimeoutError(self.name, url, f"{type(exc).__name__}: {exc}") from None
+            raise llm.ProviderTimeoutError(self.name, url, f"{type(exc).__name__}: {exc}") from None
         except httpx.ConnectError as exc:
-            raise ConnectionDroppedError(self.name, url, f"cannot connect: {exc}") from None
+            raise llm.ConnectionDroppedError(self.name, url, f"cannot connect: {exc}") from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise ConnectionDroppedError(
+            raise llm.ConnectionDroppedError(
                 self.name, url, f"connection dropped mid-stream: {exc or type(exc).__name__}"
             ) from None
         except UnicodeDecodeError as exc:
-            raise MalformedResponseError(self.name, url, f"stream is not UTF-8: {exc}") from None
+            raise llm.MalformedResponseError(self.name, url, f"stream is not UTF-8: {exc}") from None
 
     def _lines(self, splitter: LineSplitter, chunk: bytes | None, url: str) -> list[str]:
         """The lines `chunk` completes (None: the stream ended, its unfinished last line)."""
@@ -198,23 +187,25 @@ class SSEProvider(LLMProvider):
                 return [] if last is None else [last]
             return splitter.feed(chunk)
         except StreamLimitError as exc:
-            raise MalformedResponseError(self.name, url, str(exc)) from None
+            raise llm.MalformedResponseError(self.name, url, str(exc)) from None
 
     def _read_line(self, parser: SSEParser, line: str, state: StreamState, url: str) -> str | None:
         """Feed one line to the parser; the text delta of the event it completes, if any."""
         try:
             event = parser.feed(line)
         except StreamLimitError as exc:
-            raise MalformedResponseError(self.name, url, str(exc)) from None
+            raise llm.MalformedResponseError(self.name, url, str(exc)) from None
         return self.read_event(event, state, url) if event is not None else None
 
-    def _timeout_error(self, phase: str, url: str) -> ProviderError:
+    def _timeout_error(self, phase: str, url: str) -> llm.ProviderError:
         s = self.settings
         if phase == "stall":
-            return StalledStreamError(self.name, url, f"stream stalled: no data for {s.stall_timeout_s:g} s")
-        return ProviderTimeoutError(self.name, url, f"no {phase} within {s.first_token_timeout_s:g} s")
+            return llm.StalledStreamError(
+                self.name, url, f"stream stalled: no data for {s.stall_timeout_s:g} s"
+            )
+        return llm.ProviderTimeoutError(self.name, url, f"no {phase} within {s.first_token_timeout_s:g} s")
 
-    async def _status_error(self, resp: httpx.Response, url: str) -> ProviderError:
+    async def _status_error(self, resp: httpx.Response, url: str) -> llm.ProviderError:
         body = b""
         async for chunk in resp.aiter_bytes():
             body += chunk
