@@ -180,6 +180,16 @@ def _admitted(
         yield entry
 
 
+def _record(stage: str, outcome: Outcome, summary: Summary, bar, on_outcome) -> None:
+    """One item done: handed on when it succeeded, counted, logged when it failed, shown."""
+    if on_outcome is not None and outcome.error is None:
+        on_outcome(outcome)
+    summary.add(outcome)
+    if outcome.error is not None:
+        log.warning("%s: %s failed: %s", stage, outcome.id, outcome.error)
+    bar.update(1)
+
+
 def run_stage(
     stage: str,
     inputs: Iterable[Item | BadInput],
@@ -201,12 +211,7 @@ def run_stage(
     bar = _progress(options, stage, total)
 
     def finish(outcome: Outcome) -> None:
-        if on_outcome is not None and outcome.error is None:
-            on_outcome(outcome)
-        summary.add(outcome)
-        if outcome.error is not None:
-            log.warning("%s: %s failed: %s", stage, outcome.id, outcome.error)
-        bar.update(1)
+        _record(stage, outcome, summary, bar, on_outcome)
 
     def items() -> Iterable[Item]:
         return _admitted(stage, inputs, done, options, summary, bar)
@@ -304,12 +309,7 @@ async def run_stage_async(
             outcome = Outcome(item.id, error=f"{type(exc).__name__}: {exc}")
         finally:
             slots.release()
-        if on_outcome is not None and outcome.error is None:
-            on_outcome(outcome)
-        summary.add(outcome)
-        if outcome.error is not None:
-            log.warning("%s: %s failed: %s", stage, outcome.id, outcome.error)
-        bar.update(1)
+        _record(stage, outcome, summary, bar, on_outcome)
 
     try:
         for entry in _admitted(stage, inputs, done, options, summary, bar):
