@@ -354,7 +354,7 @@ class KameServer:
             conn = door(
                 ConversationParts(
                     ws, make_session, self.frontend.codec.sample_rate, name, s.limits, self.observe,
-                    s.idle_timeout_s or None,
+                    s.idle_timeout_s or None, request.transport,
                 )
             )  # fmt: skip
             self.connections.add(conn)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import struct
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -94,6 +96,23 @@ class ConversationParts:
     limits: LimitSettings
     metrics: ServerMetrics | None = None
     idle_timeout_s: float | None = None
+    transport: asyncio.BaseTransport | None = None  # the connection's socket (aborted if unreachable)
+
+
+# Endings after which the client cannot be reached (it stopped reading, or missed the heartbeat):
+# the socket is reset, so its unsent buffers are freed at once rather than held for a close frame
+# that can never be delivered.
+UNREACHABLE = frozenset({EndCause.SLOW_CLIENT, EndCause.CONNECTION_LOST})
+
+
+def _reset(transport: asyncio.BaseTransport) -> None:
+    """Close with a TCP reset: the kernel drops what it still holds for the peer (a peer that does
+    not read would otherwise keep the socket and its send buffer alive for minutes)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 class Conversation(ABC):
@@ -107,6 +126,7 @@ class Conversation(ABC):
         self.metrics = parts.metrics
         self.idle_timeout_s = parts.idle_timeout_s
         self.sample_rate = parts.sample_rate
+        self.transport = parts.transport
         self.outbox = Outbox(limits.max_send_delay_s, limits.max_queued_events)
         self.budget = RateLimiter(limits)
         self._ended: asyncio.Future[Ending] = asyncio.get_running_loop().create_future()
@@ -261,6 +281,9 @@ class Conversation(ABC):
         sender.cancel()
         told = ending.tell_client and not self.ws.closed
         reason = _clip_utf8(ending.reason, MAX_CLOSE_REASON_BYTES) if told else b""
+        if ending.cause in UNREACHABLE and self.transport is not None:
+            _reset(self.transport)
+            return
         with contextlib.suppress(Exception):
             await self.ws.close(code=self.close_code(ending) if told else WSCloseCode.OK, message=reason)
 

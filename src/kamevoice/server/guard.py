@@ -8,7 +8,9 @@ cost 500 sockets and their buffers. `GuardedSite` listens like aiohttp's
 - refuses a connection beyond `max_connections_per_address` from one address
   (HTTP 429, closed at once: it never reaches the application), and
 - closes a connection that has not sent the end of its request headers
-  (a blank line) within `header_timeout_s`.
+  (a blank line) within `header_timeout_s`, and
+- sets TCP_USER_TIMEOUT, so that a client that stops reading cannot keep its socket and
+  the kernel's buffers after the conversation has ended (`tcp_user_timeout_s`);
 
 - throttles a WebSocket's incoming frames: aiohttp reads and queues every frame that
   arrives before the application looks at any, so a flood of tiny messages became tens
@@ -24,7 +26,9 @@ keep-alive timeout applies between requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -102,6 +106,17 @@ class GuardStats:
         self.header_timeouts = 0
 
 
+def _set_user_timeout(transport: asyncio.BaseTransport, seconds: float) -> None:
+    """TCP_USER_TIMEOUT (Linux): data unacknowledged, or unsent behind a zero window, for this long
+    resets the connection in the kernel, whatever the application does."""
+    sock = transport.get_extra_info("socket")
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if sock is None or option is None or seconds <= 0:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
+
+
 class _Guard(asyncio.Protocol):
     """One connection: counts it per address, times its headers, then delegates to aiohttp."""
 
@@ -131,6 +146,7 @@ class _Guard(asyncio.Protocol):
             return
         self.admitted = True
         self.stats.open[self.address] += 1
+        _set_user_timeout(transport, self.limits.tcp_user_timeout_s)
         loop = asyncio.get_running_loop()
         self.timer = loop.call_later(self.limits.header_timeout_s, self._headers_too_slow)
         self.inner.connection_made(transport)

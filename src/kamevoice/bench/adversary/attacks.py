@@ -86,6 +86,9 @@ async def ping_flood(target: Target, seconds: float) -> dict:
     return await _flood(target, seconds, bytes([Kind.PING]) + b"hi", "")
 
 
+# Time an STT child is given to load its engine before it is stopped (seconds): a child frozen while
+# it loads is the start timeout's business (30 s), not the pending-audio bound's.
+CHILD_LOAD_S = 3.0
 # Linux TCP states (include/net/tcp_states.h).
 _TCP_CLOSE, _TCP_CLOSE_WAIT = 7, 8
 
@@ -168,15 +171,33 @@ async def big_pings_unread(target: Target, seconds: float) -> dict:
 
 
 async def frozen_client(target: Target, seconds: float) -> dict:
-    """Talks for a second, then stops reading and stays connected."""
+    """Talks for a second, then stops reading and stays connected: the server must free the slot.
+    Seen as an operator sees it (`/health` counts one conversation fewer), since a client that does
+    not read cannot see the server close."""
     ws = await RawWebSocket.connect(target, "/api/chat?audio=pcm16")
     for _ in range(int(1 / FRAME_SECONDS)):
         ws.send(bytes([Kind.PCM16]) + bytes(2 * FRAME_SAMPLES))
         await asyncio.sleep(FRAME_SECONDS)
+    with_me = await _sessions(target)
     ws.stop_reading()
-    freed = await ws.until_closed_by_server(seconds)
+    freed = await _until_fewer(target, with_me, seconds)
     ws.close()
     return {"slot_freed_after_s": freed}
+
+
+async def _sessions(target: Target) -> int:
+    async with aiohttp.ClientSession() as http, http.get(target.url + "/health") as resp:
+        return int((await resp.json())["sessions"])
+
+
+async def _until_fewer(target: Target, count: int, seconds: float) -> float | None:
+    """Seconds until the server counts fewer than `count` conversations (None: not in `seconds`)."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        if await _sessions(target) < count:
+            return round(time.perf_counter() - start, 2)
+        await asyncio.sleep(0.2)
+    return None
 
 
 async def idle_pinger(target: Target, seconds: float, every_s: float = 2.0) -> dict:
@@ -248,21 +269,27 @@ async def stt_child_stopped(target: Target, seconds: float) -> dict:
     assert target.server_pid is not None and target.speech is not None
     before = set(target.children())
     async with ChatClient.connect(target.url, events=True) as client:
-        child, start = None, time.perf_counter()
+        child, start, seen, stopped = None, time.perf_counter(), 0.0, False
         t0, f = time.perf_counter(), 0
         while time.perf_counter() - start < seconds and not client.got.closed:
             offset = (f * FRAME_SAMPLES) % (len(target.speech) - FRAME_SAMPLES)
             await client.send_frame(target.speech[offset : offset + FRAME_SAMPLES])
             f += 1
             if child is None and (new := [c for c in target.children() if c not in before]):
-                child = new[-1]
-                os.kill(child, signal.SIGSTOP)
+                child, seen = new[-1], time.perf_counter()
+            if child is not None and not stopped and time.perf_counter() - seen > CHILD_LOAD_S:
+                os.kill(child, signal.SIGSTOP)  # once it has loaded its engine: a freeze mid-call
+                stopped = True
             await asyncio.sleep(max(0.0, t0 + f * FRAME_SECONDS - time.perf_counter()))
         told = bool(client.events_of(EventKind.STT_UNAVAILABLE))
     if child is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGCONT)
-    return {"stopped_child": child, "told_stt_unavailable": told, "error": client.got.error}
+    return {
+        "stopped_child": child if stopped else None,
+        "told_stt_unavailable": told,
+        "error": client.got.error,
+    }
 
 
 async def honest_caller(target: Target, seconds: float) -> dict:
