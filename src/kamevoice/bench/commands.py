@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", metavar="FILE", nargs="?", const="-", help="write JSON (to FILE or stdout)")
     s.add_argument("--plot", metavar="PNG", help="draw step time and real-time factors against sessions")
     s.add_argument("--max-sessions", type=int, default=None,
-                   help="the server's capacity in every round (default: the round's client count)")  # fmt: skip
+                   help="the server's capacity in each round (default: its client count)")  # fmt: skip
     s.set_defaults(handler=run_serve)
 
     t = group.add_parser(

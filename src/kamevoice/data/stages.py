@@ -177,7 +177,8 @@ def simulate_oracles(
     def stage(chat) -> Awaitable[Summary]:
         llm = LLMSimulator.from_chat(chat)
         return run_stage_async(
-            "oracles", inputs, functools.partial(oracle_item_async, options=options, simulator=llm, out_dir=out),
+            "oracles", inputs,
+            functools.partial(oracle_item_async, options=options, simulator=llm, out_dir=out),
             done, run, concurrency=simulator.concurrency,
         )  # fmt: skip
 

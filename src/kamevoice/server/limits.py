@@ -54,8 +54,9 @@ class LimitSettings(Section):
     tcp_user_timeout_s: float = Field(
         20.0,
         ge=0,
-        description="the kernel resets a connection whose sent data waits this long unread (TCP_USER_TIMEOUT: "
-        "a client that stopped reading cannot hold a socket and its buffers; 0: the kernel's default)",
+        description="the kernel resets a connection whose sent data waits this long unread "
+        "(TCP_USER_TIMEOUT: a client that stopped reading cannot hold a socket and its buffers; "
+        "0: the kernel's default)",
     )
     header_timeout_s: float = Field(
         10.0, gt=0, description="time a new connection has to send its request headers"

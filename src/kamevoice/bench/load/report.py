@@ -76,7 +76,7 @@ def print_table(result: LoadBenchResult) -> None:
     console.print(
         f"added latency excludes the model's built-in delay of {result.rounds[0].model_delay_ms:.0f} ms; "
         f"first {WARMUP_S:g} s left out ({CPU_WARMUP_S:g} s for CPU); "
-        f"{f'max_sessions={o}' if (o := result.options.max_sessions) else 'each N runs with max_sessions=N'}; "
+        f"{_capacity_note(result.options.max_sessions)}; "
         f"RTF = compute per second of audio (step: batch step / 80 ms; CPU: the sessions' CPU, "
         f"clients apart, / (N x seconds)); {os.cpu_count()} CPU cores"
     )
@@ -145,3 +145,7 @@ def report(result: LoadBenchResult, output: ReportOptions) -> dict[str, Any]:
     if STDOUT in output.json:
         write_json(data, STDOUT)
     return data
+
+
+def _capacity_note(max_sessions: int | None) -> str:
+    return f"max_sessions={max_sessions}" if max_sessions else "each N runs with max_sessions=N"
