@@ -300,6 +300,7 @@ class EndCause(StrEnum):
     CONNECTION_LOST = "connection_lost"
     ENGINE = "engine_failed"
     SHUTDOWN = "shutdown"
+    DRAIN = "drain_timeout"  # the server drained and this conversation outlived the drain timeout
     START_FAILED = "start_failed"
     INTERNAL = "internal_error"
 

@@ -98,6 +98,8 @@ class KameServer:
         self._poller: asyncio.Task | None = None
         self._started_at = 0.0
         self.guard = GuardStats()
+        self.draining = False  # set once by `drain`: no new conversations
+        self._drainer: asyncio.Task | None = None
         self.app = self._build_app()
         if self.server_settings.log_dir is not None:
             log_dir = Path(self.server_settings.log_dir)
@@ -140,6 +142,8 @@ class KameServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._drainer is not None:
+            self._drainer.cancel()
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -168,6 +172,9 @@ class KameServer:
         app.router.add_get("/twilio", self._twilio)
         app.router.add_get("/v1/realtime", self._realtime)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/live", self._live)
+        app.router.add_get("/ready", self._ready)
+        app.router.add_post("/admin/drain", self._admin_drain)
         app.router.add_get("/api/event-kinds", self._event_kinds)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_static("/static/", Path(str(static)), follow_symlinks=False)
@@ -229,12 +236,58 @@ class KameServer:
         body = self.health()
         return web.json_response(body, status=200 if body["ok"] else 503)
 
+    def not_ready(self) -> str | None:
+        """Why a new conversation would not be admitted now (`starting`, `draining`, `full`), or None.
+        Cheap: reads counters only, so a probe flood costs the frame loop nothing."""
+        if self._started_at == 0.0 or self.engine.error is not None:
+            return "starting" if self.engine.error is None else "engine"
+        if self.draining:
+            return "draining"
+        if self._reserved >= self.server_settings.max_sessions:
+            return "full"
+        return None
+
+    async def _live(self, request: web.Request) -> web.Response:
+        ok = self.engine.error is None
+        return web.json_response({"live": ok}, status=200 if ok else 503)
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        why = self.not_ready()
+        return web.json_response({"ready": why is None, "reason": why}, status=200 if why is None else 503)
+
+    async def _admin_drain(self, request: web.Request) -> web.Response:
+        token = self.server_settings.admin_token
+        if token is None or not bearer_ok(request, token.get_secret_value()):
+            return self._reject(401, "auth", "/admin/drain needs server.admin_token as its bearer token")
+        self.drain()
+        return web.json_response({"draining": True, "sessions": len(self.connections)})
+
+    def drain(self) -> asyncio.Task:
+        """Stop admitting conversations; those running go on until they end or `drain_timeout_s`
+        passes, then each is ended with `EndCause.DRAIN`. Returns the task that waits (idempotent)."""
+        if self._drainer is None:
+            self.draining = True
+            log.info("draining: %d conversations running, no new ones", len(self.connections))
+            self._drainer = asyncio.create_task(self._drain(), name="kamevoice-drain")
+        return self._drainer
+
+    async def _drain(self) -> None:
+        deadline = time.monotonic() + self.server_settings.drain_timeout_s
+        while self._reserved > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.end("the server is draining and the drain timeout passed", EndCause.DRAIN)
+        while self._reserved > 0:
+            await asyncio.sleep(0.05)
+        log.info("drained")
+
     async def _metrics(self, request: web.Request) -> web.Response:
         token = self.server_settings.metrics_token
         if token is not None and not bearer_ok(request, token.get_secret_value()):
             return self._reject(401, "auth", "/metrics needs its bearer token")
         self.observe.poll_engine(self.engine)
         self.observe.active.set(len(self.connections))
+        self.observe.capacity(self.server_settings.max_sessions, self._reserved, self.draining)
         return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     def _reject(self, status: int, why: str, message: str) -> web.Response:
@@ -257,6 +310,8 @@ class KameServer:
             return self._reject(401, "auth", "a valid bearer token is required")
         if self.engine.error is not None:
             return self._reject(503, "engine", "the engine has failed; see the server's log")
+        if self.draining:
+            return self._reject(503, "draining", "this server is draining; connect to another one")
         if self._reserved >= s.max_sessions:
             return self._reject(
                 503, "busy", f"all {s.max_sessions} conversation slots are taken; retry later"

@@ -54,9 +54,17 @@ async def serve_forever(stack, ready=None) -> None:
         ready(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-            loop.add_signal_handler(sig, stop.set)
+
+    def on_term() -> None:  # first SIGTERM drains, a second one ends at once
+        if server.draining:
+            log.warning("second SIGTERM: ending now, without waiting for the drain")
+            stop.set()
+            return
+        server.drain().add_done_callback(lambda _: stop.set())
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, on_term)
     try:
         await stop.wait()
     finally:

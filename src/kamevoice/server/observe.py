@@ -55,6 +55,11 @@ class ServerMetrics:
         self.stt_errors = metrics.counter("stt_errors", "STT streams that failed")
         self.barge_ins = metrics.counter("barge_ins", "callers who spoke over the model's queued speech")
         self.llm = LLMMetrics(metrics)
+        gauge = dict(namespace=metrics.namespace, registry=metrics.registry)
+        self.capacity_slots = Gauge("capacity_slots", "conversation slots of this server", **gauge)
+        self.load = Gauge("load_conversations", "conversations admitted (slots taken)", **gauge)
+        self.used = Gauge("capacity_used_ratio", "slots taken / slots (1: full)", **gauge)
+        self.draining = Gauge("draining", "1 while the server drains (no new conversations)", **gauge)
         self._seen = {"steps": 0, "overruns": 0, "underruns": 0, "catch_up_steps": 0}
 
     def attach(self, log: EventLog) -> None:
@@ -76,6 +81,13 @@ class ServerMetrics:
             self.barge_ins.inc()
         elif kind == EventKind.SESSION_END:
             self.ended.labels(str(event.get("cause") or EndCause.INTERNAL)).inc()
+
+    def capacity(self, slots: int, taken: int, draining: bool) -> None:
+        """Set the capacity gauges (a load balancer or autoscaler reads them)."""
+        self.capacity_slots.set(slots)
+        self.load.set(taken)
+        self.used.set(taken / slots if slots else 1.0)
+        self.draining.set(1 if draining else 0)
 
     def poll_engine(self, engine: Engine) -> None:
         """Carry the engine thread's counters and new step times over (call it often, on the loop)."""

@@ -53,6 +53,12 @@ class ServerSettings(Section):
         description="run local STT engines (sphinx, whisper) in a child process per session: PocketSphinx "
         "holds the GIL while decoding, which stalls the frame loop if it shares the process",
     )
+    admin_token: SecretStr | None = Field(
+        None, description="bearer token of POST /admin/drain; unset: the admin routes refuse every call"
+    )
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="on SIGTERM or /admin/drain, how long running conversations may go on"
+    )
     lockstep: bool = Field(
         False,
         description="testing only: step the engine when every session has audio (deterministic), "
