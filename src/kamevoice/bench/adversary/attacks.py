@@ -89,6 +89,9 @@ async def ping_flood(target: Target, seconds: float) -> dict:
 # Time an STT child is given to load its engine before it is stopped (seconds): a child frozen while
 # it loads is the start timeout's business (30 s), not the pending-audio bound's.
 CHILD_LOAD_S = 3.0
+# How long before the honest conversation ends an attack stops watching the server's session count
+# (seconds): its hang-up must not be taken for the server freeing the attacker's slot.
+HONEST_END_MARGIN_S = 1.0
 # Linux TCP states (include/net/tcp_states.h).
 _TCP_CLOSE, _TCP_CLOSE_WAIT = 7, 8
 
@@ -181,7 +184,8 @@ async def frozen_client(target: Target, seconds: float) -> dict:
         await asyncio.sleep(FRAME_SECONDS)
     with_me = await _sessions(target)
     ws.stop_reading()
-    freed = await _until_fewer(target, with_me, seconds)
+    # Stop looking before the honest caller hangs up, which would count one fewer too.
+    freed = await _until_fewer(target, with_me, seconds - 1.0 - HONEST_END_MARGIN_S)
     ws.close()
     return {"slot_freed_after_s": freed}
 

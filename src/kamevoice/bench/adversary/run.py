@@ -52,9 +52,9 @@ LLM_SCENARIOS = {"llm_configured": "answer", "llm_runaway": "runaway", "llm_long
 # Per attack: did the server deal with it as it should? (from the attack's own outcome)
 # Attacks that need longer than the default run to be dealt with (seconds of the honest conversation):
 # the frozen client is found by the heartbeat (5 s, pong within 2.5 s: freed 7.8 s after it stops
-# reading when alone, later under load) after a second of talk; the idle pinger by the idle timeout
+# reading when alone, 9-14 s under load) after a second of talk; the idle pinger by the idle timeout
 # (4 s here); the stopped STT child (stopped 3 s after it starts) once 5 s of audio wait for it.
-MIN_SECONDS = {"frozen_client": 16.0, "idle_pinger": 8.0, "stt_child_stopped": 14.0}
+MIN_SECONDS = {"frozen_client": 20.0, "idle_pinger": 8.0, "stt_child_stopped": 14.0}
 
 ATTACK_DEALT_WITH: dict[str, Callable[[dict], bool]] = {
     "honest_caller": lambda o: o.get("frame_share", 0) >= MIN_FRAME_SHARE and o.get("error") is None,
