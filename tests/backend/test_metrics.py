@@ -16,7 +16,7 @@ async def test_scheduler_events_feed_the_llm_metrics(sink):
     metrics = Metrics()
     llm_metrics = LLMMetrics(metrics).attach(log)
     llm = ScriptedLLM("a reply of five words", delay=0.03)
-    sched = OracleScheduler(llm, sink, settings=SchedulerSettings(**NO_WAIT), events=log)
+    sched = OracleScheduler(llm, sink, settings=SchedulerSettings(**NO_WAIT, max_in_flight=1), events=log)
     sched.on_transcript("first question here", True)
     await __import__("asyncio").sleep(0.05)
     sched.on_transcript("second question", True)  # cancels the first

@@ -17,7 +17,8 @@ from .conftest import RecordingSink, make_provider
 from .vendor_server import Step
 
 # Policy tests run without debounce unless they test it.
-NO_WAIT = {"debounce_s": 0.0, "max_wait_s": 0.0}
+# Trailing starts off: these tests are about the other triggers (tests/backend/test_streams.py has them).
+NO_WAIT = {"debounce_s": 0.0, "max_wait_s": 0.0, "trailing_start_s": None}
 
 
 class ScriptedLLM(LLMProvider):
@@ -159,7 +160,7 @@ async def test_rate_cap_defers_starts_beyond_the_limit(sink):
 
 async def test_new_request_cancels_the_one_in_flight(sink):
     llm = ScriptedLLM("a long answer that takes its time to stream", delay=0.05)
-    sched, log = make(llm, sink, **NO_WAIT)
+    sched, log = make(llm, sink, **NO_WAIT, max_in_flight=1)  # at the cap, a new request cancels the oldest
     sched.on_transcript("first question here", True)
     await asyncio.sleep(0.12)  # gen 1 is streaming
     sched.on_transcript("second question", True)
@@ -183,7 +184,7 @@ async def test_cancelled_request_closes_the_vendor_connection(vendor_server, pro
     server = (await vendor_server("openai")).then(Step("slow", tokens=["w "] * 200, delay=0.03), "ok")
     provider = make_provider("openai", server.base_url)
     providers.append(provider)
-    sched, log = make(provider, sink, **NO_WAIT)
+    sched, log = make(provider, sink, **NO_WAIT, max_in_flight=1)
     sched.on_transcript("what are your opening hours", True)
     while not sink.generations("update"):
         await asyncio.sleep(0.01)

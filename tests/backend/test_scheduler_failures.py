@@ -18,7 +18,13 @@ from .vendor_server import Step
 
 pytestmark = pytest.mark.usefixtures("api_key")
 
-FAST_RETRY = {"debounce_s": 0.0, "max_wait_s": 0.0, "max_retries": 1, "retry_base_s": 0.01}
+FAST_RETRY = {
+    "debounce_s": 0.0,
+    "max_wait_s": 0.0,
+    "max_retries": 1,
+    "retry_base_s": 0.01,
+    "trailing_start_s": None,
+}
 FULL = "Our shops open at nine."
 
 

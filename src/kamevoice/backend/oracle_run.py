@@ -67,6 +67,7 @@ async def oracle_session(
     stt = backend.stt(events)
     llm = await asyncio.to_thread(backend.llm)
     scheduler = OracleScheduler(llm, OracleFeed(events), settings=backend.scheduler, events=events)
+    scheduler.warm_up()
 
     async def read() -> None:
         async for hyp in stt:

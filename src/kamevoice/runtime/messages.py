@@ -32,6 +32,7 @@ class EventKind(StrEnum):
     STT_UNAVAILABLE = "stt.unavailable"
     USER_TURN = "user.turn"
     # the oracle scheduler and its LLM requests
+    LLM_WARM_UP = "llm.warm_up"
     LLM_REQUEST = "llm.request"
     LLM_DEFERRED = "llm.deferred"
     LLM_FIRST_TOKEN = "llm.first_token"
@@ -163,11 +164,18 @@ VOCABULARY: dict[EventKind, EventSpec] = {
             "a final utterance with its word times (seconds of session audio)",
         ),
         _spec(
+            _K.LLM_WARM_UP,
+            _E.SCHEDULER,
+            "provider ok after_s error",
+            False,
+            "the provider's connection was opened at session start (`ok` false: `error` says why)",
+        ),
+        _spec(
             _K.LLM_REQUEST,
             _E.SCHEDULER,
             "gen reason words user_words chars provider change_t",
             True,
-            "an LLM request started (`reason`: growth or final)",
+            "an LLM request started (`reason`: growth, final or trailing)",
         ),
         _spec(_K.LLM_DEFERRED, _E.SCHEDULER, "wait_s reason", False, "a start held back by the rate cap"),
         _spec(

@@ -121,6 +121,8 @@ class Session:
         self.events.emit(EventKind.SESSION_START, sample_rate=self.sample_rate)
         self._stream = self.engine.open(self._from_engine)
         self.oracle.target = self._stream
+        if self.scheduler is not None:
+            self.scheduler.warm_up()
         if self.stt is not None:
             self._stt_task = asyncio.create_task(self._read_stt(), name="session-stt")
 

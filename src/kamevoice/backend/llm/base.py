@@ -43,6 +43,13 @@ class LLMProvider(ABC):
         closing the generator) aborts the request promptly.
         """
 
+    async def warm_up(self) -> None:
+        """Get ready for a first request (open the connection); the default does nothing.
+
+        Raises a `ProviderError` when the provider cannot be reached.
+        """
+        return None
+
     async def aclose(self) -> None:
         """Release connections; the provider may not be used afterwards."""
         return None

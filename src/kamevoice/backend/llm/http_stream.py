@@ -215,6 +215,22 @@ class SSEProvider(llm.LLMProvider):
             resp.status_code, _error_message(body[:ERROR_BODY_LIMIT]), url, _retry_after(resp.headers)
         )
 
+    async def warm_up(self) -> None:
+        """Open the connection (TCP, TLS) with a body-less HEAD to the stream URL; it stays pooled.
+
+        Any HTTP answer counts (an endpoint that only takes POST says 405): the point is the
+        open connection, which the next request reuses.
+        """
+        url = self.build_request([], "").url
+        try:
+            await self._client.request("HEAD", url, timeout=self.settings.connect_timeout_s)
+        except httpx.TimeoutException:
+            raise llm.ProviderTimeoutError(
+                self.name, url, f"warm-up: no answer within {self.settings.connect_timeout_s:g} s"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise llm.ConnectionDroppedError(self.name, url, f"warm-up failed: {exc}") from None
+
     async def aclose(self) -> None:
         if self._own_client:
             await self._client.aclose()

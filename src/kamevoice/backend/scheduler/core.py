@@ -14,6 +14,8 @@ Policy (every number is a `SchedulerSettings` field):
    A final result starts at once: the utterance has ended (the endpointer waited
    for silence already), so nothing is left to settle, and every frame of delay
    is one more frame the front-end speaks without the answer.
+   Words that never make a trigger (the last word of a sentence, a corrected
+   partial) get a trailing start `trailing_start_s` after the last change.
 3. At most `rate_limit_starts` starts per `rate_limit_window_s`; a start over
    the cap is deferred, not dropped.
 4. At most `max_in_flight` requests run; a new one cancels the oldest.
@@ -30,6 +32,10 @@ Policy (every number is a `SchedulerSettings` field):
    text, and `llm.cancel` says `too_long`. A server that ignores `max_tokens`
    costs no more than one capped oracle.
 
+At session start `warm_up()` opens the provider's connection (`llm.warm_up`),
+so the first question does not pay for the TCP and TLS handshakes.
+The published KAME policies are presets of `SchedulerSettings` (`settings.py`).
+
 Every step is stamped into the event log (the `llm.*` and `oracle.*` kinds of
 `kamevoice.runtime.messages`).
 """
@@ -41,79 +47,17 @@ import contextlib
 import random
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal, Protocol
-
-from pydantic import Field
+from typing import Literal
 
 from kamevoice.backend.llm.base import LLMProvider, ProviderError, ProviderTimeoutError
-from kamevoice.backend.prompt import (
-    DEFAULT_OPENING_USER_TEXT,
-    DEFAULT_SPOKEN_SO_FAR_NOTE,
-    DEFAULT_SYSTEM_PROMPT,
-    Conversation,
-    Prompt,
-    word_count,
-)
-from kamevoice.backoff import Backoff
+from kamevoice.backend.prompt import Conversation, Prompt, word_count
+from kamevoice.backend.scheduler.settings import SchedulerSettings
+from kamevoice.backend.scheduler.stream import OracleSink, Stop, Superseded, cut_oracle
 from kamevoice.runtime.clock import Clock, WallClock
 from kamevoice.runtime.events import EventLog
 from kamevoice.runtime.messages import CancelWhy, EventKind
-from kamevoice.section import Section
 
-Reason = Literal["growth", "final"]
-
-
-class OracleSink(Protocol):
-    """Where oracles go (the session's oracle timeline implements this).
-
-    Calls for one generation come in order: `begin`, `update`..., `end`.
-    `begin` means "reset the oracle now"; `end(..., cancelled=True)` means no
-    more text will come for that generation (the text so far stays valid).
-    """
-
-    def begin(self, generation: int) -> None: ...
-
-    def update(self, generation: int, text: str) -> None: ...
-
-    def end(self, generation: int, text: str, cancelled: bool) -> None: ...
-
-
-class SchedulerSettings(Section):
-    """The policy that turns transcripts into LLM requests (defaults follow the published KAME)."""
-
-    min_new_words: int = Field(2, ge=1, description="user words added since the last start that trigger one")
-    debounce_s: float = Field(
-        0.15,
-        ge=0.0,
-        description="quiet time before a request due to partials starts (a final starts at once)",
-    )
-    # The published server checked every 0.5 s; waiting longer than that is worse than it.
-    max_wait_s: float = Field(0.5, ge=0.0, description="longest delay of a due request by the debounce")
-    rate_limit_starts: int = Field(5, ge=1)
-    rate_limit_window_s: float = Field(2.0, gt=0.0)
-    max_in_flight: int = Field(1, ge=1, description="requests running at once; a new one cancels the oldest")
-    context_chars: int = Field(6000, ge=200, description="newest characters of conversation sent")
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    spoken_so_far_note: str = DEFAULT_SPOKEN_SO_FAR_NOTE
-    opening_user_text: str = DEFAULT_OPENING_USER_TEXT
-    max_retries: int = Field(2, ge=0, description="retries of a request that failed before its first chunk")
-    retry_base_s: float = Field(0.25, ge=0.0)
-    retry_max_delay_s: float = Field(2.0, ge=0.0)
-    retry_jitter: float = Field(0.5, ge=0.0, le=1.0)
-    # A safety net above the providers' own deadlines: no oracle is useful after this.
-    request_timeout_s: float = Field(30.0, gt=0.0, description="longest a whole request may take")
-    # The front-end takes one oracle piece per 80 ms frame (~4 characters a piece), so 600
-    # characters are ~150 frames, 12 s: text beyond that is never used before the user's next
-    # words bring a newer oracle. The prompt asks for at most 30 words (~180 characters) and
-    # `max_tokens` is 120 (~500): only a server that ignores both gets near the cap.
-    max_oracle_chars: int = Field(
-        600,
-        ge=20,
-        description="longest oracle kept; a longer answer is cut at a word boundary and its request closed",
-    )
-
-    def backoff(self) -> Backoff:
-        return Backoff(self.max_retries, self.retry_base_s, self.retry_max_delay_s, self.retry_jitter)
+Reason = Literal["growth", "final", "trailing"]
 
 
 @dataclass
@@ -152,11 +96,13 @@ class OracleScheduler:
         self._generation = 0  # last generation started
         self._shown = 0  # generation the sink currently shows (0: none)
         self._words_at_start = 0
+        self._text_at_start = ""  # the user's current turn as the last request saw it
+        self._warm_up: asyncio.Task[None] | None = None
         self._due: _Due | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._starts: deque[float] = deque()
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._stops: dict[int, _Stop] = {}  # why a request was cancelled from outside
+        self._stops: dict[int, Stop] = {}  # why a request was cancelled from outside
         self._unavailable = False
         self._closed = False
         self._idle = asyncio.Event()
@@ -184,6 +130,8 @@ class OracleScheduler:
             reason = "growth"
         elif self._due is not None:
             reason = self._due.reason  # still due: the newer text rides along
+        elif self.settings.trailing_start_s is not None and conv.current_user_turn() != self._text_at_start:
+            reason = "trailing"
         else:
             return
         now = self.clock.now()
@@ -191,11 +139,42 @@ class OracleScheduler:
             self._due = _Due(reason, now, t)
         else:
             self._due.change_t = t
-            if reason == "final":
-                self._due.reason = "final"
+            if reason != "trailing" and self._due.reason != "final":
+                self._due.reason = reason  # a real trigger outranks a trailing start
         s = self.settings
-        settled = now if reason == "final" else min(now + s.debounce_s, self._due.since + s.max_wait_s)
+        if reason == "final":
+            settled = now
+        elif reason == "trailing" and s.trailing_start_s is not None:
+            settled = now + s.trailing_start_s  # each change restarts the wait
+        else:
+            settled = min(now + s.debounce_s, self._due.since + s.max_wait_s)
         self._schedule(self._due, now, settled)
+
+    def warm_up(self) -> None:
+        """Open the provider's connection now, in the background (when `settings.warm_up`).
+
+        Call it at session start on the event loop. The outcome is an `llm.warm_up` event; a
+        failure only means the first request connects itself.
+        """
+        if self.settings.warm_up and self._warm_up is None and not self._closed:
+            self._warm_up = asyncio.get_running_loop().create_task(self._run_warm_up())
+
+    async def _run_warm_up(self) -> None:
+        t0 = self.clock.now()
+        error: str | None = None
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                await self.llm.warm_up()
+        except TimeoutError:
+            error = f"timeout: no answer in {self.settings.request_timeout_s:g} s"
+        except ProviderError as exc:
+            error = f"{exc.kind}: {exc}"
+        except Exception as exc:  # a provider bug must not take the session down
+            error = f"internal: {type(exc).__name__}: {exc}"
+        after_s = round(self.clock.now() - t0, 6)
+        self.events.emit(
+            EventKind.LLM_WARM_UP, provider=self.llm.name, ok=error is None, after_s=after_s, error=error
+        )
 
     def set_system_prompt(self, text: str | None) -> None:
         """This conversation's system prompt from the next request on (None: the settings' one)."""
@@ -231,9 +210,12 @@ class OracleScheduler:
         self._closed = True
         self._disarm()
         self._due = None
+        if self._warm_up is not None:
+            self._warm_up.cancel()
+            await asyncio.gather(self._warm_up, return_exceptions=True)
         tasks = list(self._tasks.values())
         for gen, task in list(self._tasks.items()):
-            self._stops.setdefault(gen, _Stop(CancelWhy.CLOSED))
+            self._stops.setdefault(gen, Stop(CancelWhy.CLOSED))
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._update_idle()
@@ -296,6 +278,7 @@ class OracleScheduler:
         gen = self._generation
         self._starts.append(now)
         self._words_at_start = conv.user_words()
+        self._text_at_start = conv.current_user_turn()
         prompt = conv.render(
             self.system_prompt,
             max_chars=s.context_chars,
@@ -304,7 +287,7 @@ class OracleScheduler:
         )
         while len(self._tasks) >= s.max_in_flight:
             oldest = min(self._tasks)
-            self._stops[oldest] = _Stop(CancelWhy.NEWER_REQUEST, by=gen)
+            self._stops[oldest] = Stop(CancelWhy.NEWER_REQUEST, by=gen)
             self._tasks.pop(oldest).cancel()
         self.events.emit(
             EventKind.LLM_REQUEST,
@@ -329,7 +312,7 @@ class OracleScheduler:
     def _supersede_older(self, gen: int) -> None:
         """A newer answer began: cancel every request older than it."""
         for old in [g for g in self._tasks if g < gen]:
-            self._stops[old] = _Stop(None, by=gen)
+            self._stops[old] = Stop(None, by=gen)
             self._tasks.pop(old).cancel()
 
     async def _run(self, gen: int, prompt: Prompt, change_t: float, start_t: float) -> None:
@@ -346,7 +329,7 @@ class OracleScheduler:
                                     continue
                                 if not began:
                                     if gen < self._shown:  # a newer answer is already showing
-                                        raise _Superseded(self._shown)
+                                        raise Superseded(self._shown)
                                     began = True
                                     self._begin(gen, change_t, start_t, attempt)
                                 text += delta
@@ -370,8 +353,8 @@ class OracleScheduler:
                     return
                 await asyncio.sleep(delay)
                 attempt += 1
-        except (asyncio.CancelledError, _Superseded) as exc:
-            stop = _Stop(None, by=exc.by) if isinstance(exc, _Superseded) else self._stops.get(gen)
+        except (asyncio.CancelledError, Superseded) as exc:
+            stop = Stop(None, by=exc.by) if isinstance(exc, Superseded) else self._stops.get(gen)
             after_s = round(self.clock.now() - start_t, 6)
             common = {"gen": gen, "began": began, "chars": len(text), "after_s": after_s}
             if stop is not None and stop.why is None:
@@ -455,39 +438,3 @@ class OracleScheduler:
             self._unavailable = True
             self.events.emit(EventKind.ORACLE_UNAVAILABLE, gen=gen, error=error.kind)
         return delay
-
-
-def cut_oracle(text: str, max_chars: int) -> str:
-    """`text` cut to at most `max_chars`, at the last word boundary when there is one.
-
-    A word cut in half would reach the front-end as a finished word (a capped oracle ends
-    complete), so the cut goes back to the space before it; one endless word is cut hard.
-
-    >>> cut_oracle("We open at nine tomorrow", 14)
-    'We open at'
-    """
-    if len(text) <= max_chars:
-        return text
-    head = text[:max_chars]
-    if not (text[max_chars].isspace() or head[-1].isspace()):
-        words = head.rsplit(None, 1)  # [before the last space, the cut word] when there is a space
-        if len(words) == 2:
-            head = words[0]
-    return head.rstrip()
-
-
-@dataclass(frozen=True)
-class _Stop:
-    """Why a running request was stopped: `why` None means superseded by request `by` (a newer
-    answer began); otherwise a `CancelWhy`, with the newer request `by` for NEWER_REQUEST."""
-
-    why: CancelWhy | None
-    by: int | None = None
-
-
-class _Superseded(Exception):
-    """Raised inside a request whose first chunk came after a newer answer began."""
-
-    def __init__(self, by: int):
-        super().__init__(by)
-        self.by = by
