@@ -2,8 +2,7 @@
 
 A preset is a set of defaults: `SchedulerSettings(preset="kame-parallel", max_in_flight=3)`
 takes every field from the preset except `max_in_flight`. Settable from a settings file
-(`[scheduler] preset = "kame-main"`), the environment (`KAMEVOICE_SCHEDULER__PRESET`) or the
-`--scheduler-preset` flag of the commands that run the back-end.
+(`[scheduler] preset = "kame-main"`) or the environment (`KAMEVOICE_SCHEDULER__PRESET`).
 """
 
 from __future__ import annotations
@@ -51,14 +50,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "trailing_start_s": 0.5,
         "warm_up": True,
     },
-    # Ours: the field defaults below (debounced growth triggers, overlapping streams).
+    # Ours: the field defaults below (debounced growth triggers, one stream, no trailing start
+    # and no warm-up until measured; set them, or take `kame-parallel`, to have them).
     "kamevoice": {},
 }
 
-# Chosen by `kamevoice bench oracle` (docs/results.md): with a log-normal time to first token
-# (median 0.6 s, p90 1.5 s), 1 stream leaves most growth triggers cancelled before their first
-# token; 3 reach the freshness target, and more only add requests.
-DEFAULT_MAX_IN_FLIGHT = 3
+# One stream until `kamevoice bench oracle` (not written yet) measures what overlapping streams
+# buy: the `kame-parallel` preset runs seven.
+DEFAULT_MAX_IN_FLIGHT = 1
 
 
 class SchedulerSettings(Section):
@@ -82,11 +81,11 @@ class SchedulerSettings(Section):
     # partial) would otherwise wait for the final result: this starts a request for them once
     # the transcript has been still this long.
     trailing_start_s: float | None = Field(
-        0.4,
+        None,
         ge=0.0,
         description="start for any transcript change this long after it when no trigger fired (None: off)",
     )
-    warm_up: bool = Field(True, description="open the provider's connection at session start")
+    warm_up: bool = Field(False, description="open the provider's connection at session start")
     context_chars: int = Field(6000, ge=200, description="newest characters of conversation sent")
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     spoken_so_far_note: str = DEFAULT_SPOKEN_SO_FAR_NOTE
